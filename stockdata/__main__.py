@@ -1,0 +1,3 @@
+from stockdata.cli import main
+
+main()

@@ -1,0 +1,47 @@
+"""The settings base every concern's settings class derives from.
+
+Each part owns its own settings class (`catalog.DatabaseSettings`, `lake.LakeSettings`,
+`loaders.QueueSettings`, `loaders.ProviderSettings`, `query_api.ApiSettings`); they share
+the `STOCKDATA_` prefix, the `home` directory and the profile guard defined here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stockdata.errors import ConfigurationError
+
+Profile = Literal["embedded", "dev", "test", "prod"]
+
+#: Secrets that ship in this repository for the embedded profile; refused anywhere else.
+DEV_DEFAULT_SECRETS = frozenset({"", "devstoreaccount1", "stockdata-dev"})
+
+
+class StockdataSettings(BaseSettings):
+    """Fields every settings class has: where embedded state lives and which profile runs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STOCKDATA_", extra="ignore", frozen=True, validate_default=True
+    )
+
+    home: Path = Field(
+        default=Path(".stockdata"),
+        description="Directory for embedded state: the Postgres data directory, the local lake.",
+    )
+    profile: Profile = Field(
+        default="embedded",
+        description="embedded/dev/test allow the shipped development defaults; prod refuses them.",
+    )
+
+    def require_real_secret(self, name: str, value: SecretStr | None) -> None:
+        """Refuse a missing or shipped-default secret outside the embedded/dev/test profiles."""
+        if self.profile != "prod":
+            return
+        if value is None or value.get_secret_value() in DEV_DEFAULT_SECRETS:
+            raise ConfigurationError(
+                f"STOCKDATA_{name.upper()} must be set to a real secret when STOCKDATA_PROFILE=prod"
+            )

@@ -1,0 +1,110 @@
+"""structlog configuration and the secret scrubber every log line passes through."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import structlog
+
+#: Query parameters and fields whose values are credentials (compared case-insensitively).
+SECRET_KEYS = frozenset(
+    {
+        "access_key",
+        "api_key",
+        "apikey",
+        "api_token",
+        "token",
+        "sig",
+        "password",
+        "accountkey",
+        "sharedaccesssignature",
+        "authorization",
+        "client_secret",
+        "secret",
+    }
+)
+_REDACTED = "***"
+_URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+_KV_RE = re.compile(
+    r"(?i)\b(access_key|api_key|apikey|api_token|token|sig|password|accountkey|client_secret)"
+    r"(=|:\s*|\"\s*:\s*\")([^&\s;'\",]+)"
+)
+
+
+def scrub_url(url: str) -> str:
+    """Return `url` with passwords and credential query parameters replaced by `***`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _KV_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{_REDACTED}", url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{_REDACTED}@{host}" if ":" in userinfo else f"{user}@{host}"
+    query = urlencode(
+        [
+            (k, _REDACTED if k.lower() in SECRET_KEYS else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*",
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def scrub_text(text: str) -> str:
+    """Scrub every URL and every `key=value` credential pair found inside free text."""
+    text = _URL_RE.sub(lambda m: scrub_url(m.group(0)), text)
+    return _KV_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{_REDACTED}", text)
+
+
+def _scrub_value(key: str, value: Any) -> Any:
+    if key.lower() in SECRET_KEYS:
+        return _REDACTED
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, BaseException):
+        return scrub_text(f"{type(value).__name__}: {value}")
+    return value
+
+
+def scrub_processor(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: no secret leaves the process through a log line."""
+    for key in list(event_dict):
+        event_dict[key] = _scrub_value(key, event_dict[key])
+    return event_dict
+
+
+def configure_logging(*, level: str = "INFO", json: bool | None = None) -> None:
+    """Key-value events on a terminal, JSON lines elsewhere; always scrubbed, always to stderr."""
+    as_json = (not sys.stderr.isatty()) if json is None else json
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            scrub_processor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger bound to `name` (the module)."""
+    return structlog.get_logger(name)
