@@ -96,7 +96,6 @@ def azurite(workdir: Path) -> Iterator[Azurite]:
             "--disableTelemetry",
             "--skipApiVersionCheck",
             "--loose",
-            "--inMemoryPersistence",
             "--location",
             str(workdir),
             "--blobHost",

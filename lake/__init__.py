@@ -1,0 +1,54 @@
+"""The lake: Delta tables of EoD bars on local disk or ADLS, written idempotently, read by DuckDB."""
+
+from lake._reader import (
+    DELTA_WINDOWS,
+    LakeReader,
+    connect,
+    extension_path,
+    init_sql,
+    views_sql,
+)
+from lake._schema import (
+    BAR_SCHEMA,
+    EOD_SCHEMA,
+    EOD_TABLE,
+    REJECT_SCHEMA,
+    REJECTS_TABLE,
+    TABLE_CONFIGURATION,
+)
+from lake._settings import LakeSettings
+from lake._validate import RowCheck, Validated, conform, validate
+from lake._write import (
+    RetryPolicy,
+    WriteMetrics,
+    ensure_table,
+    open_table,
+    write_bars,
+    write_rejects,
+)
+
+__all__ = [
+    "BAR_SCHEMA",
+    "DELTA_WINDOWS",
+    "EOD_SCHEMA",
+    "EOD_TABLE",
+    "REJECTS_TABLE",
+    "REJECT_SCHEMA",
+    "TABLE_CONFIGURATION",
+    "LakeReader",
+    "LakeSettings",
+    "RetryPolicy",
+    "RowCheck",
+    "Validated",
+    "WriteMetrics",
+    "conform",
+    "connect",
+    "ensure_table",
+    "extension_path",
+    "init_sql",
+    "open_table",
+    "validate",
+    "views_sql",
+    "write_bars",
+    "write_rejects",
+]

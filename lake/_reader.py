@@ -1,0 +1,198 @@
+"""DuckDB over the lake: extensions from pip by path, pinned snapshots, the `eod` views."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+from deltalake import DeltaTable
+
+from lake._schema import EOD_TABLE, REJECTS_TABLE
+from lake._settings import LakeSettings, _sql_literal
+from lake._write import open_table
+from stockdata.errors import ConfigurationError, NotFoundError
+
+#: Session windows of the precomputed deltas in the `eod_deltas` view.
+DELTA_WINDOWS = (1, 5, 21, 63, 252)
+
+
+def extension_path(name: str) -> Path:
+    """The `.duckdb_extension` file shipped by the `duckdb-extension-<name>` pip package."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"duckdb_extension_{name}")
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the DuckDB {name} extension is missing: pip install duckdb-extension-{name}=="
+            f"{duckdb.__version__}"
+        ) from exc
+    version = f"v{duckdb.__version__}"
+    candidates = sorted(Path(next(iter(module.__path__))).rglob("*.duckdb_extension"))
+    exact = [p for p in candidates if p.parent.name == version]
+    if not (exact or candidates):
+        raise ConfigurationError(f"duckdb-extension-{name} ships no extension file")
+    if not exact:
+        raise ConfigurationError(
+            f"duckdb-extension-{name} does not match DuckDB {duckdb.__version__}: found "
+            f"{[p.parent.name for p in candidates]}"
+        )
+    return exact[0]
+
+
+def _deltas_sql() -> str:
+    cols = []
+    for n in DELTA_WINDOWS:
+        lag = f"lag(close, {n}) OVER w"
+        cols.append(f"{lag} AS close_{n}_ago")
+        cols.append(f"close - {lag} AS change_{n}")
+        cols.append(f"round((close / {lag} - 1) * 100, 6) AS pct_change_{n}")
+    return (
+        "SELECT ticker, exchange_mic, trade_date, close, adj_close, "
+        "lag(close) OVER w AS prev_close, "
+        + ", ".join(cols)
+        + " FROM eod WINDOW w AS (PARTITION BY ticker, exchange_mic ORDER BY trade_date)"
+    )
+
+
+def views_sql(settings: LakeSettings, *, pin: bool = True, version: int | None = None) -> list[str]:
+    """SQL that attaches the lake's tables and defines `eod`, `eod_deltas`, `eod_rejects`."""
+    stmts = []
+    for alias, name in (("lake_eod", EOD_TABLE), ("lake_rejects", REJECTS_TABLE)):
+        options = ["TYPE delta"]
+        if pin:
+            options.append("PIN_SNAPSHOT")
+        if version is not None and name == EOD_TABLE:
+            options.append(f"VERSION {int(version)}")
+        stmts.append(
+            f"ATTACH IF NOT EXISTS {_sql_literal(settings.table_uri(name))} AS {alias} "
+            f"({', '.join(options)})"
+        )
+    stmts.append("CREATE OR REPLACE VIEW eod AS SELECT * FROM lake_eod")
+    stmts.append("CREATE OR REPLACE VIEW eod_rejects AS SELECT * FROM lake_rejects")
+    stmts.append(f"CREATE OR REPLACE VIEW eod_deltas AS {_deltas_sql()}")
+    return stmts
+
+
+def init_sql(settings: LakeSettings) -> str:
+    """A script for a plain `duckdb` shell that sets up the same views (`lake duckdb-init`)."""
+    lines = [
+        "-- stockdata lake views; run with: duckdb -init <this file>",
+        "SET autoinstall_known_extensions = false;",
+        "SET autoload_known_extensions = false;",
+        f"LOAD {_sql_literal(str(extension_path('delta')))};",
+    ]
+    if settings.is_azure:
+        lines.append(f"LOAD {_sql_literal(str(extension_path('azure')))};")
+        secret = settings.duckdb_secret_sql()
+        if secret:
+            lines.append(
+                secret.replace(
+                    _sql_literal(secret.split("CONNECTION_STRING ", 1)[-1].rstrip(")")[1:-1]),
+                    "'<connection string: set it here>'",
+                )
+                if "CONNECTION_STRING" in secret
+                else secret + ";"
+            )
+            if "CONNECTION_STRING" in secret:
+                lines[-1] += ";"
+    lines.append("SET parquet_metadata_cache = true;")
+    lines.extend(s + ";" for s in views_sql(settings))
+    return "\n".join(lines) + "\n"
+
+
+def connect(
+    settings: LakeSettings,
+    *,
+    pin: bool = True,
+    version: int | None = None,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the lake's views. Fails with NotFoundError if there is no lake."""
+    if open_table(settings, EOD_TABLE) is None:
+        raise NotFoundError(
+            f"no eod_prices table at {settings.table_uri(EOD_TABLE)}: load data first "
+            "(`stockdata ingest load` or `stockdata demo --no-serve`)"
+        )
+    from lake._write import ensure_table
+
+    ensure_table(settings, REJECTS_TABLE)
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "allow_unsigned_extensions": False,
+    }
+    if threads is not None:
+        config["threads"] = threads
+    if memory_limit is not None:
+        config["memory_limit"] = memory_limit
+    con = duckdb.connect(config=config)
+    con.execute(f"LOAD {_sql_literal(str(extension_path('delta')))}")
+    if settings.is_azure:
+        emulator = settings.emulator_blob_url()
+        if emulator:
+            os.environ["AZURITE_BLOB_STORAGE_URL"] = emulator
+        con.execute(f"LOAD {_sql_literal(str(extension_path('azure')))}")
+        secret = settings.duckdb_secret_sql()
+        if secret:
+            con.execute(secret)
+    con.execute("SET parquet_metadata_cache = true")
+    for stmt in views_sql(settings, pin=pin, version=version):
+        con.execute(stmt)
+    return con
+
+
+class LakeReader:
+    """A pinned connection that notices a new table version cheaply and re-attaches.
+
+    `connection()` checks the Delta log at most every `poll_seconds`; readers share one
+    connection per version and take a cursor each (`con.cursor()` is thread-safe to create).
+    """
+
+    def __init__(
+        self, settings: LakeSettings, *, poll_seconds: float = 5.0, threads: int | None = None
+    ) -> None:
+        self._settings = settings
+        self._poll = poll_seconds
+        self._threads = threads
+        self._lock = threading.Lock()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._version: int | None = None
+        self._checked = 0.0
+        self._table: DeltaTable | None = None
+
+    @property
+    def version(self) -> int | None:
+        return self._version
+
+    def latest_version(self) -> int | None:
+        if self._table is None:
+            self._table = open_table(self._settings, EOD_TABLE)
+            if self._table is None:
+                return None
+        else:
+            self._table.update_incremental()
+        return int(self._table.version())
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        now = time.monotonic()
+        with self._lock:
+            if self._con is None or now - self._checked >= self._poll:
+                latest = self.latest_version()
+                self._checked = now
+                if self._con is None or latest != self._version:
+                    fresh = connect(self._settings, threads=self._threads)
+                    old, self._con, self._version = self._con, fresh, latest
+                    if old is not None:
+                        old.close()
+            return self._con.cursor()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
