@@ -67,7 +67,7 @@ def p50(ms: list[float]) -> float:
 
 def pct(ms: list[float], q: float) -> float:
     s = sorted(ms)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
 def write_section(title: str, body: str) -> None:
