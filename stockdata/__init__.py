@@ -5,19 +5,29 @@ of them except in `stockdata.cli`, the one place that wires the parts together.
 """
 
 from stockdata.errors import (
+    AuthenticationError,
     ConfigurationError,
+    FeatureDisabledError,
     InvalidInputError,
     NotFoundError,
     PermanentError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ResourceLimitError,
     StockDataError,
     TransientError,
 )
 
 __all__ = [
+    "AuthenticationError",
     "ConfigurationError",
+    "FeatureDisabledError",
     "InvalidInputError",
     "NotFoundError",
     "PermanentError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "ResourceLimitError",
     "StockDataError",
     "TransientError",
 ]

@@ -13,6 +13,8 @@ class StockDataError(Exception):
     """
 
     code: str = "stockdata-error"
+    #: The HTTP status the API answers with (the one exception handler reads it).
+    http_status: int = 500
 
     def __init__(self, message: str, *, code: str | None = None, **fields: Any) -> None:
         super().__init__(message)
@@ -29,6 +31,7 @@ class TransientError(StockDataError):
     """Retrying later may succeed: timeouts, HTTP 429/5xx, commit conflicts."""
 
     code = "transient"
+    http_status = 503
 
     def __init__(
         self,
@@ -46,21 +49,60 @@ class PermanentError(StockDataError):
     """Retrying cannot help: validation failures, HTTP 4xx, unknown tickers, bad settings."""
 
     code = "permanent"
+    http_status = 400
 
 
 class ConfigurationError(PermanentError):
     """A setting is missing, malformed or unsafe for the chosen profile."""
 
     code = "configuration"
+    http_status = 500
 
 
 class NotFoundError(PermanentError):
     """The thing asked for does not exist (an exchange, a ticker, a table, a job)."""
 
     code = "not-found"
+    http_status = 404
 
 
 class InvalidInputError(PermanentError):
     """Input from a user or a provider failed validation."""
 
     code = "invalid-input"
+    http_status = 400
+
+
+class AuthenticationError(PermanentError):
+    """Credentials are missing, malformed, expired or unknown."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class PermissionDeniedError(PermanentError):
+    """The caller is known but its role does not allow this."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class FeatureDisabledError(NotFoundError):
+    """A feature flag switches this endpoint off in this environment."""
+
+    code = "feature-disabled"
+    http_status = 404
+
+
+class RateLimitedError(TransientError):
+    """Too many requests from one key or client; `retry_after` says when to come back."""
+
+    code = "rate-limited"
+    http_status = 429
+
+
+class ResourceLimitError(PermanentError):
+    """A request exceeded a limit (time, rows, bytes, range) and was stopped."""
+
+    code = "resource-limit"
+    http_status = 422
