@@ -29,6 +29,7 @@ _GROUPS: dict[str, tuple[str, str, str]] = {
     "sql": ("stockdata.cli._sql", "sql", "Run ad-hoc SQL over the lake's views."),
     "serve": ("stockdata.cli._serve", "serve", "Serve the REST API."),
     "demo": ("stockdata.cli._demo", "demo", "Run the whole system embedded, with sample data."),
+    "settings": ("stockdata.cli._settings", "settings", "Show every STOCKDATA_ setting."),
 }
 
 
