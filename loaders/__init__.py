@@ -1,0 +1,67 @@
+"""Loaders: providers, calendar-aware validation, the controller, queue backends and workers."""
+
+from loaders._backfill import enqueue_backfill, plan_backfill, year_ranges
+from loaders._calendar import (
+    find_gaps,
+    get_calendar,
+    is_session,
+    latest_closed_session,
+    session_checks,
+    sessions_between,
+)
+from loaders._controller import MAX_BATCH, EnqueuedJob, batches, enqueue_daily, enqueue_job
+from loaders._messages import MESSAGE_VERSION, JobMessage
+from loaders._queue import (
+    MAX_MESSAGE_BYTES,
+    Message,
+    Queue,
+    StaleMessageError,
+    open_poison_queue,
+    open_queue,
+)
+from loaders._queue_settings import QueueSettings
+from loaders._worker import (
+    JobResult,
+    Worker,
+    WorkerOptions,
+    WorkerStats,
+    replay_poisoned,
+    run_workers,
+)
+from loaders.providers._base import Provider, get_provider, provider_names, register
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_MESSAGE_BYTES",
+    "MESSAGE_VERSION",
+    "EnqueuedJob",
+    "JobMessage",
+    "JobResult",
+    "Message",
+    "Provider",
+    "Queue",
+    "QueueSettings",
+    "StaleMessageError",
+    "Worker",
+    "WorkerOptions",
+    "WorkerStats",
+    "batches",
+    "enqueue_backfill",
+    "enqueue_daily",
+    "enqueue_job",
+    "find_gaps",
+    "get_calendar",
+    "get_provider",
+    "is_session",
+    "latest_closed_session",
+    "open_poison_queue",
+    "open_queue",
+    "plan_backfill",
+    "provider_names",
+    "register",
+    "replay_poisoned",
+    "run_workers",
+    "session_checks",
+    "sessions_between",
+    "year_ranges",
+]

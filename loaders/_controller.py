@@ -1,0 +1,174 @@
+"""The controller: one job per (exchange, latest closed session, ticker batch), row before message."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+import catalog
+from loaders._calendar import is_session, latest_closed_session
+from loaders._messages import JobKind, JobMessage
+from loaders._queue import Queue
+from stockdata.errors import InvalidInputError
+from stockdata.logs import get_logger
+
+log = get_logger(__name__)
+
+#: Marketstack takes at most 100 symbols per call; one message = one call's worth of tickers.
+MAX_BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueuedJob:
+    """One job the controller asked for: `created` = new catalog row, `sent` = message sent now."""
+
+    job_id: str
+    kind: str
+    exchange_mic: str
+    date_from: dt.date
+    date_to: dt.date
+    tickers: int
+    created: bool
+    sent: bool
+
+
+def batches(tickers: Sequence[str], size: int = MAX_BATCH) -> list[list[str]]:
+    """Sorted tickers cut into batches of at most `size` (stable: same input, same batches)."""
+    if not 1 <= size <= MAX_BATCH:
+        raise InvalidInputError(f"batch size must be 1..{MAX_BATCH}, got {size}")
+    ordered = sorted({t.upper() for t in tickers})
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def enqueue_job(
+    engine: Engine,
+    queue: Queue,
+    *,
+    kind: JobKind,
+    provider: str,
+    exchange_mic: str,
+    date_from: dt.date,
+    date_to: dt.date,
+    tickers: Sequence[str],
+    exchange: str | None = None,
+    provider_options: dict[str, Any] | None = None,
+) -> EnqueuedJob:
+    """Create the job row (idempotent by key), then send its message once.
+
+    The row is committed before the message is sent, and the message id is recorded after:
+    a controller that dies in between leaves a queued row without `message_id`, which the
+    next run sends. Asking for the same job again sends nothing.
+    """
+    with catalog.session_scope(engine) as session:
+        job, created = catalog.create_job(
+            session,
+            kind=kind,
+            provider=provider,
+            exchange_mic=exchange_mic,
+            date_from=date_from,
+            date_to=date_to,
+            tickers=tickers,
+        )
+        job_id = job.id
+        already_sent = bool((job.payload or {}).get("message_id"))
+        finished = job.status != catalog.JobStatus.QUEUED
+    if already_sent or (finished and not created):
+        return EnqueuedJob(
+            str(job_id), kind, exchange_mic, date_from, date_to, len(tickers), created, False
+        )
+    message = JobMessage(
+        job_id=str(job_id),
+        kind=kind,
+        provider=provider,
+        exchange_mic=exchange_mic,
+        date_from=date_from,
+        date_to=date_to,
+        tickers=tuple(sorted(tickers)),
+        exchange=exchange,
+        provider_options=provider_options or {},
+    )
+    message_id = queue.send(message.to_json())
+    with catalog.session_scope(engine) as session:
+        catalog.set_job_payload(session, job_id, {**message.to_dict(), "message_id": message_id})
+    log.info(
+        "job_enqueued",
+        job_id=str(job_id),
+        kind=kind,
+        exchange_mic=exchange_mic,
+        date_from=str(date_from),
+        date_to=str(date_to),
+        tickers=len(tickers),
+        queue=queue.name,
+    )
+    return EnqueuedJob(
+        str(job_id), kind, exchange_mic, date_from, date_to, len(tickers), created, True
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _ExchangeWork:
+    mic: str
+    name: str
+    calendar_code: str
+    tickers: list[str]
+
+
+def _active_exchanges(engine: Engine, only: str | None) -> list[_ExchangeWork]:
+    out = []
+    with catalog.session_scope(engine) as session:
+        if only:
+            exchanges = [catalog.get_exchange(session, only)]
+        else:
+            exchanges = catalog.list_exchanges(session, active_only=True)
+        for ex in exchanges:
+            tickers = catalog.tickers_for_exchange(session, ex.mic, active_only=True)
+            if tickers:
+                out.append(
+                    _ExchangeWork(
+                        ex.mic, ex.acronym or ex.name, ex.calendar_code or ex.mic, tickers
+                    )
+                )
+    return out
+
+
+def enqueue_daily(
+    engine: Engine,
+    queue: Queue,
+    *,
+    provider: str,
+    now: dt.datetime | None = None,
+    date: dt.date | None = None,
+    exchange_mic: str | None = None,
+    batch_size: int = MAX_BATCH,
+) -> list[EnqueuedJob]:
+    """Enqueue the daily load: for each active exchange with active tickers, the latest
+    session closed at `now` in that exchange's timezone (or `date`, where it is a session)."""
+    now = now or dt.datetime.now(dt.UTC)
+    out: list[EnqueuedJob] = []
+    for ex in _active_exchanges(engine, exchange_mic):
+        if date is not None:
+            if not is_session(ex.calendar_code, date):
+                log.info("not_a_session", exchange_mic=ex.mic, date=str(date))
+                continue
+            session_date = date
+        else:
+            session_date = latest_closed_session(ex.calendar_code, now)
+        for batch in batches(ex.tickers, batch_size):
+            out.append(
+                enqueue_job(
+                    engine,
+                    queue,
+                    kind="daily",
+                    provider=provider,
+                    exchange_mic=ex.mic,
+                    date_from=session_date,
+                    date_to=session_date,
+                    tickers=batch,
+                    exchange=ex.name,
+                )
+            )
+    return out

@@ -1,0 +1,1 @@
+"""Queue backends: Postgres (`queue_messages` in the catalog) and Azure Storage Queue."""
