@@ -1,0 +1,33 @@
+"""Market-data providers behind one interface, registered by name (`get_provider("marketstack")`)."""
+
+from loaders._http import HttpClient, Reply, RetryPolicy, parse_retry_after
+from loaders._provider_settings import ProviderSettings
+from loaders.providers._base import Provider, get_provider, provider_names, register
+from loaders.providers._eodhd import EODHD_EXCHANGE_CODES, EodhdProvider, eodhd_symbol
+from loaders.providers._file import FileProvider, normalise_column, to_bars
+from loaders.providers._marketstack import MarketstackProvider, check_marketstack
+from loaders.providers._synthetic import SyntheticProvider
+from loaders.providers._tiingo import TiingoProvider, tiingo_symbol
+
+__all__ = [
+    "EODHD_EXCHANGE_CODES",
+    "EodhdProvider",
+    "FileProvider",
+    "HttpClient",
+    "MarketstackProvider",
+    "Provider",
+    "ProviderSettings",
+    "Reply",
+    "RetryPolicy",
+    "SyntheticProvider",
+    "TiingoProvider",
+    "check_marketstack",
+    "eodhd_symbol",
+    "get_provider",
+    "normalise_column",
+    "parse_retry_after",
+    "provider_names",
+    "register",
+    "tiingo_symbol",
+    "to_bars",
+]

@@ -1,0 +1,210 @@
+"""EODHD: daily prices from `/api/eod/{SYMBOL}.{EXCHANGE}`, exchanges and their symbol lists."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from loaders._http import HttpClient, Reply, RetryPolicy
+from loaders._provider_settings import ProviderSettings
+from loaders.providers._arrow import bars_table, to_date, to_float, to_volume, unique
+from loaders.providers._base import register
+from stockdata.errors import ConfigurationError, PermanentError, TransientError
+from stockdata.logs import get_logger
+
+log = get_logger(__name__)
+
+#: ISO 10383 MIC -> EODHD exchange code (the ticker suffix, `MSFT.US`, `VOD.LSE`).
+EODHD_EXCHANGE_CODES: dict[str, str] = {
+    "XNAS": "US",
+    "XNYS": "US",
+    "XASE": "US",
+    "ARCX": "US",
+    "BATS": "US",
+    "XLON": "LSE",
+    "XETR": "XETRA",
+    "XFRA": "F",
+    "XPAR": "PA",
+    "XAMS": "AS",
+    "XBRU": "BR",
+    "XLIS": "LS",
+    "XMIL": "MI",
+    "XMAD": "MC",
+    "XSWX": "SW",
+    "XSTO": "ST",
+    "XCSE": "CO",
+    "XHEL": "HE",
+    "XOSL": "OL",
+    "XWBO": "VI",
+    "XDUB": "IR",
+    "XTSE": "TO",
+    "XTSX": "V",
+    "XASX": "AU",
+    "XHKG": "HK",
+    "XTKS": "TSE",
+    "XKRX": "KO",
+    "XSHG": "SHG",
+    "XSHE": "SHE",
+    "XBOM": "BSE",
+    "XNSE": "NSE",
+    "XJSE": "JSE",
+}
+
+#: EODHD's `Exchange` field in the US symbol list -> MIC.
+_US_VENUES = {
+    "NASDAQ": "XNAS",
+    "NYSE": "XNYS",
+    "NYSE MKT": "XASE",
+    "NYSE ARCA": "ARCX",
+    "BATS": "BATS",
+    "AMEX": "XASE",
+}
+
+
+def check_eodhd(reply: Reply) -> None:
+    """Map EODHD's errors: 401 bad token, 402 daily quota, 404 unknown ticker, 429 rate limit."""
+    status = reply.status
+    if status < 400 and not (isinstance(reply.payload, dict) and "error" in reply.payload):
+        return
+    detail = (
+        reply.payload.get("message") or reply.payload.get("error")
+        if isinstance(reply.payload, dict)
+        else reply.text.strip()[:200]
+    )
+    text = f"eodhd: HTTP {status}: {detail}"
+    if status == 429 or status >= 500:
+        raise TransientError(text, code="rate_limit" if status == 429 else "server_error")
+    code = {401: "unauthenticated", 402: "payment_required", 403: "forbidden", 404: "not_found"}
+    raise PermanentError(
+        text, code=code.get(status, "eodhd_error"), provider="eodhd", status=status
+    )
+
+
+def eodhd_symbol(symbol: str, exchange_mic: str, *, exchange_code: str | None = None) -> str:
+    """`MSFT` on XNAS -> `MSFT.US`; share-class dots become dashes (`BRK-B.US`)."""
+    code = exchange_code or EODHD_EXCHANGE_CODES.get(exchange_mic.upper())
+    if code is None:
+        raise ConfigurationError(
+            f"eodhd: no exchange code known for MIC {exchange_mic}: pass exchange_code=..."
+        )
+    return f"{symbol.replace('.', '-')}.{code}"
+
+
+def _bar(row: Mapping[str, Any], ticker: str, exchange_mic: str) -> dict[str, Any]:
+    return {
+        "ticker": ticker,
+        "exchange_mic": exchange_mic,
+        "trade_date": to_date(row.get("date")),
+        "open": to_float(row.get("open")),
+        "high": to_float(row.get("high")),
+        "low": to_float(row.get("low")),
+        "close": to_float(row.get("close")),
+        "volume": to_volume(row.get("volume")),
+        "adj_close": to_float(row.get("adjusted_close")),
+    }
+
+
+@register("eodhd")
+class EodhdProvider:
+    """EODHD end-of-day prices; the `api_token` query parameter is scrubbed from every log."""
+
+    name = "eodhd"
+
+    def __init__(
+        self,
+        settings: ProviderSettings | None = None,
+        *,
+        client: HttpClient | None = None,
+        exchange_code: str | None = None,
+    ) -> None:
+        settings = settings or ProviderSettings()
+        self._key = settings.api_key("eodhd")
+        self.base_url = settings.eodhd_base_url.rstrip("/")
+        self.exchange_code = exchange_code
+        self.http = client or HttpClient(
+            self.name,
+            policy=RetryPolicy(
+                timeout_seconds=settings.provider_timeout_seconds,
+                max_retries=settings.provider_max_retries,
+                backoff_base_seconds=settings.provider_backoff_base_seconds,
+                backoff_max_seconds=settings.provider_backoff_max_seconds,
+            ),
+            check=check_eodhd,
+            secrets=[self._key],
+        )
+
+    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        query = {**(params or {}), "api_token": self._key, "fmt": "json"}
+        payload = self.http.get_json(f"{self.base_url}/{path}", params=query)
+        if not isinstance(payload, list):
+            raise TransientError(f"eodhd: answer to /{path} is not a list", code="invalid-body")
+        return payload
+
+    def fetch_bars(
+        self,
+        symbols: Sequence[str],
+        *,
+        exchange_mic: str,
+        date_from: dt.date,
+        date_to: dt.date,
+    ) -> pa.Table:
+        """One request per ticker: `/eod/{SYMBOL}.{CODE}?from&to&period=d`."""
+        rows: list[dict[str, Any]] = []
+        for symbol in unique(symbols):
+            code = eodhd_symbol(symbol, exchange_mic, exchange_code=self.exchange_code)
+            payload = self._get(
+                f"eod/{code}",
+                {"from": date_from.isoformat(), "to": date_to.isoformat(), "period": "d"},
+            )
+            rows.extend(_bar(r, symbol, exchange_mic) for r in payload)
+        log.info("provider_fetched", provider=self.name, symbols=len(symbols), rows=len(rows))
+        return bars_table(rows, source=self.name)
+
+    def list_exchanges(self) -> list[dict[str, Any]]:
+        """One catalog row per operating MIC of each EODHD exchange (no timezone given)."""
+        out = []
+        for e in self._get("exchanges-list/"):
+            mics = [m.strip().upper() for m in str(e.get("OperatingMIC") or "").split(",")]
+            for mic in mics:
+                if len(mic) != 4:
+                    continue
+                out.append(
+                    {
+                        "mic": mic,
+                        "name": str(e.get("Name") or mic)[:200],
+                        "acronym": str(e.get("Code"))[:32] if e.get("Code") else None,
+                        "country": e.get("Country"),
+                        "country_code": e.get("CountryISO2") or None,
+                        "city": None,
+                        "website": None,
+                        "timezone": None,
+                        "currency_code": e.get("Currency") or None,
+                    }
+                )
+        return out
+
+    def list_tickers(self, exchange_mic: str) -> list[dict[str, Any]]:
+        """Symbols of one exchange; on the shared `US` list only those of this venue."""
+        code = self.exchange_code or EODHD_EXCHANGE_CODES.get(exchange_mic.upper())
+        if code is None:
+            raise ConfigurationError(f"eodhd: no exchange code known for MIC {exchange_mic}")
+        out = []
+        for t in self._get(f"exchange-symbol-list/{code}"):
+            symbol = t.get("Code")
+            if not symbol:
+                continue
+            venue = _US_VENUES.get(str(t.get("Exchange") or "").upper())
+            if code == "US" and venue != exchange_mic.upper():
+                continue
+            out.append(
+                {
+                    "exchange_mic": exchange_mic,
+                    "symbol": str(symbol)[:32],
+                    "name": str(t["Name"])[:300] if t.get("Name") else None,
+                    "currency_code": t.get("Currency") or None,
+                }
+            )
+        return out

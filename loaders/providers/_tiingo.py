@@ -1,0 +1,132 @@
+"""Tiingo: daily prices per ticker from `/tiingo/daily/{ticker}/prices`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from loaders._http import HttpClient, Reply, RetryPolicy
+from loaders._provider_settings import ProviderSettings
+from loaders.providers._arrow import bars_table, to_date, to_float, to_volume, unique
+from loaders.providers._base import register
+from stockdata.errors import PermanentError, TransientError
+from stockdata.logs import get_logger
+
+log = get_logger(__name__)
+
+
+def check_tiingo(reply: Reply) -> None:
+    """Raise for Tiingo's `{"detail": "..."}` error bodies (sent with 4xx, sometimes 200)."""
+    payload = reply.payload
+    detail = payload.get("detail") if isinstance(payload, dict) else None
+    if detail is None:
+        if reply.status in (401, 403):
+            raise PermanentError("tiingo: token refused", code="unauthorized", provider="tiingo")
+        return
+    text = f"tiingo: {detail}"
+    lowered = str(detail).lower()
+    if reply.status == 429 or "allocation" in lowered or reply.status >= 500:
+        raise TransientError(text, code="rate_limit" if reply.status < 500 else "server_error")
+    if reply.status in (401, 403) or "token" in lowered:
+        raise PermanentError(text, code="unauthorized", provider="tiingo")
+    if reply.status == 404 or "not found" in lowered:
+        raise PermanentError(text, code="not_found", provider="tiingo")
+    raise PermanentError(text, code="tiingo_error", provider="tiingo", status=reply.status)
+
+
+def tiingo_symbol(symbol: str) -> str:
+    """Tiingo spells share classes with a dash (BRK-B) where others use a dot (BRK.B)."""
+    return symbol.replace(".", "-").lower()
+
+
+def _bar(row: Mapping[str, Any], ticker: str, exchange_mic: str) -> dict[str, Any]:
+    return {
+        "ticker": ticker,
+        "exchange_mic": exchange_mic,
+        "trade_date": to_date(row.get("date")),
+        "open": to_float(row.get("open")),
+        "high": to_float(row.get("high")),
+        "low": to_float(row.get("low")),
+        "close": to_float(row.get("close")),
+        "volume": to_volume(row.get("volume")),
+        "adj_open": to_float(row.get("adjOpen")),
+        "adj_high": to_float(row.get("adjHigh")),
+        "adj_low": to_float(row.get("adjLow")),
+        "adj_close": to_float(row.get("adjClose")),
+        "adj_volume": to_float(row.get("adjVolume")),
+        "split_factor": to_float(row.get("splitFactor")),
+        "dividend": to_float(row.get("divCash")),
+    }
+
+
+@register("tiingo")
+class TiingoProvider:
+    """Tiingo end-of-day prices; the token travels in the Authorization header, never the URL."""
+
+    name = "tiingo"
+
+    def __init__(
+        self, settings: ProviderSettings | None = None, *, client: HttpClient | None = None
+    ) -> None:
+        settings = settings or ProviderSettings()
+        self._key = settings.api_key("tiingo")
+        self.base_url = settings.tiingo_base_url.rstrip("/")
+        self.http = client or HttpClient(
+            self.name,
+            policy=RetryPolicy(
+                timeout_seconds=settings.provider_timeout_seconds,
+                max_retries=settings.provider_max_retries,
+                backoff_base_seconds=settings.provider_backoff_base_seconds,
+                backoff_max_seconds=settings.provider_backoff_max_seconds,
+            ),
+            check=check_tiingo,
+            secrets=[self._key],
+        )
+
+    def fetch_bars(
+        self,
+        symbols: Sequence[str],
+        *,
+        exchange_mic: str,
+        date_from: dt.date,
+        date_to: dt.date,
+    ) -> pa.Table:
+        """One request per ticker (Tiingo's daily endpoint takes one)."""
+        rows: list[dict[str, Any]] = []
+        for symbol in unique(symbols):
+            payload = self.http.get_json(
+                f"{self.base_url}/tiingo/daily/{tiingo_symbol(symbol)}/prices",
+                params={
+                    "startDate": date_from.isoformat(),
+                    "endDate": date_to.isoformat(),
+                    "format": "json",
+                },
+                headers={
+                    "Authorization": f"Token {self._key}",
+                    "Content-Type": "application/json",
+                },
+            )
+            if not isinstance(payload, list):
+                raise TransientError(
+                    f"tiingo: answer for {symbol} is not a list of prices", code="invalid-body"
+                )
+            rows.extend(_bar(r, symbol, exchange_mic) for r in payload)
+        log.info("provider_fetched", provider=self.name, symbols=len(symbols), rows=len(rows))
+        return bars_table(rows, source=self.name)
+
+    def list_exchanges(self) -> list[dict[str, Any]]:
+        raise PermanentError(
+            "tiingo has no exchange list endpoint: seed the catalog from `calendars`, "
+            "`marketstack` or `eodhd`",
+            code="not-supported",
+        )
+
+    def list_tickers(self, exchange_mic: str) -> list[dict[str, Any]]:
+        raise PermanentError(
+            "tiingo publishes its tickers as a zip file, not an API: seed tickers from "
+            "`marketstack` or `eodhd`, or add them with `stockdata catalog add-ticker`",
+            code="not-supported",
+        )
