@@ -1,0 +1,1 @@
+"""The Query API: a Litestar app over the lake (EoD lookups, deltas, movers, sandboxed SQL)."""
