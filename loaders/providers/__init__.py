@@ -1,5 +1,6 @@
 """Market-data providers behind one interface, registered by name (`get_provider("marketstack")`)."""
 
+from loaders._catalog_sync import CatalogSyncResult, sync_catalog
 from loaders._http import HttpClient, Reply, RetryPolicy, parse_retry_after
 from loaders._provider_settings import ProviderSettings
 from loaders.providers._base import Provider, get_provider, provider_names, register
@@ -11,6 +12,7 @@ from loaders.providers._tiingo import TiingoProvider, tiingo_symbol
 
 __all__ = [
     "EODHD_EXCHANGE_CODES",
+    "CatalogSyncResult",
     "EodhdProvider",
     "FileProvider",
     "HttpClient",
@@ -28,6 +30,7 @@ __all__ = [
     "parse_retry_after",
     "provider_names",
     "register",
+    "sync_catalog",
     "tiingo_symbol",
     "to_bars",
 ]

@@ -30,9 +30,12 @@ catalog_cmd = catalog_group
 def seed(source: str, no_samples: bool) -> None:
     """Upsert exchanges, currencies and tickers. Re-running changes nothing."""
     if source != "calendars":
-        from stockdata.cli._wiring import seed_from_provider
+        from loaders.providers import ProviderSettings, get_provider, sync_catalog
 
-        click.echo(seed_from_provider(source))
+        provider = get_provider(source, ProviderSettings())
+        with catalog.session_scope(_context.engine()) as session:
+            synced = sync_catalog(session, provider)
+        click.echo(str(synced))
         return
     with catalog.session_scope(_context.engine()) as session:
         result = catalog.seed_reference(session, sample_tickers=not no_samples)
