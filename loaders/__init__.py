@@ -28,7 +28,7 @@ from loaders._worker import (
     replay_poisoned,
     run_workers,
 )
-from loaders.providers._base import Provider, get_provider, provider_names, register
+from loaders.providers import Provider, ProviderSettings, get_provider, provider_names, register
 
 __all__ = [
     "MAX_BATCH",
@@ -39,6 +39,7 @@ __all__ = [
     "JobResult",
     "Message",
     "Provider",
+    "ProviderSettings",
     "Queue",
     "QueueSettings",
     "StaleMessageError",

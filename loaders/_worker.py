@@ -134,7 +134,7 @@ class _Renewer:
 
 def default_provider_factory() -> ProviderFactory:
     """Providers from `ProviderSettings` (environment), one instance per name and options."""
-    from loaders._provider_settings import ProviderSettings
+    from loaders.providers import ProviderSettings
 
     settings = ProviderSettings()
     return lambda name, options: get_provider(name, settings, **options)

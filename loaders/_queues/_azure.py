@@ -89,9 +89,8 @@ class AzureQueue:
         except ResourceNotFoundError as exc:
             raise StaleMessageError(f"{what} on {self.name}: the message is gone") from exc
         except HttpResponseError as exc:
-            if exc.status_code in (400, 404) and "PopReceipt" in str(
-                getattr(exc, "error_code", None) or exc
-            ):
+            detail = f"{getattr(exc, 'error_code', '')} {exc}".lower().replace(" ", "")
+            if exc.status_code in (400, 404) and "popreceipt" in detail:
                 raise StaleMessageError(f"{what} on {self.name}: receipt no longer valid") from exc
             if exc.status_code is not None and exc.status_code < 500 and exc.status_code != 429:
                 raise ConfigurationError(f"{what} on {self.name} refused: {exc.reason}") from exc

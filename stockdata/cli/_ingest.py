@@ -268,7 +268,7 @@ def load(file: Path, ticker: str, mic: str) -> None:
         exchange = catalog.get_exchange(session, mic)
         catalog.upsert_tickers(session, [{"exchange_mic": mic, "symbol": ticker}])
         exchange_name = exchange.acronym or exchange.name
-    options = {"path": str(file.resolve())}
+    options = {"path": str(file.resolve()), "ticker": ticker, "exchange_mic": mic}
     worker = _worker_factory()(threading.Event())
     bars = worker.provider("file", options).fetch_bars(
         [ticker], exchange_mic=mic, date_from=dt.date(1900, 1, 1), date_to=dt.date.today()
