@@ -133,6 +133,7 @@ module "lake" {
   replication_type           = var.storage_replication_type
   soft_delete_days           = 14
   queue_name                 = local.queue_name
+  log_analytics_workspace_id = module.logs.id
   private_endpoint_subnet_id = module.spoke.subnet_ids["private-endpoints"]
   private_dns_zone_ids = {
     blob  = module.dns.zone_ids["privatelink.blob.core.windows.net"]

@@ -1,6 +1,7 @@
 # Private registry: Premium (private endpoint, zone redundancy), no admin user, no anonymous
 # pull; the cluster's kubelet identity pulls with AcrPull.
 resource "azurerm_container_registry" "this" {
+  # checkov:skip=CKV_AZURE_166: Quarantine holds every pushed image until an external scanner releases it; CI pushes only images that passed the test suite, and Defender for Containers scans the registry.
   name                          = var.name
   location                      = var.location
   resource_group_name           = var.resource_group_name

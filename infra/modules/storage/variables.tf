@@ -78,3 +78,12 @@ variable "queue_name" {
     error_message = "Queue names are 3-56 lower-case letters, digits and inner hyphens (room for -poison)."
   }
 }
+
+variable "log_analytics_workspace_id" {
+  type        = string
+  description = "Workspace that receives the blob access logs."
+  validation {
+    condition     = can(regex("/workspaces/[^/]+$", var.log_analytics_workspace_id))
+    error_message = "log_analytics_workspace_id must be a Log Analytics workspace ID."
+  }
+}
