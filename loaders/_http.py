@@ -16,12 +16,15 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from stockdata.errors import PermanentError, StockDataError, TransientError
 from stockdata.logs import get_logger, scrub_text, scrub_url
+
+if TYPE_CHECKING:
+    from loaders._provider_settings import ProviderSettings
 
 log = get_logger(__name__)
 
@@ -98,6 +101,25 @@ class HttpClient:
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.attempts = 0
+
+    @classmethod
+    def for_settings(
+        cls,
+        provider: str,
+        settings: ProviderSettings,
+        *,
+        check: ErrorCheck | None = None,
+        secrets: Sequence[str] = (),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> HttpClient:
+        """A client with the timeout and retry policy of `ProviderSettings`."""
+        policy = RetryPolicy(
+            timeout_seconds=settings.provider_timeout_seconds,
+            max_retries=settings.provider_max_retries,
+            backoff_base_seconds=settings.provider_backoff_base_seconds,
+            backoff_max_seconds=settings.provider_backoff_max_seconds,
+        )
+        return cls(provider, policy=policy, check=check, secrets=secrets, sleep=sleep)
 
     def close(self) -> None:
         self._session.close()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
-from loaders._http import HttpClient, Reply, RetryPolicy
+from loaders._http import HttpClient, Reply
 from loaders._provider_settings import ProviderSettings
 from loaders.providers._arrow import bars_table, batched, to_date, to_float, to_volume, unique
 from loaders.providers._base import register
@@ -88,7 +89,11 @@ class MarketstackProvider:
     name = "marketstack"
 
     def __init__(
-        self, settings: ProviderSettings | None = None, *, client: HttpClient | None = None
+        self,
+        settings: ProviderSettings | None = None,
+        *,
+        client: HttpClient | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         settings = settings or ProviderSettings()
         self._key = settings.api_key("marketstack")
@@ -96,16 +101,8 @@ class MarketstackProvider:
         self.base_url = settings.marketstack_url()
         self.page_size = settings.provider_page_size
         self.batch_size = settings.provider_batch_size
-        self.http = client or HttpClient(
-            self.name,
-            policy=RetryPolicy(
-                timeout_seconds=settings.provider_timeout_seconds,
-                max_retries=settings.provider_max_retries,
-                backoff_base_seconds=settings.provider_backoff_base_seconds,
-                backoff_max_seconds=settings.provider_backoff_max_seconds,
-            ),
-            check=check_marketstack,
-            secrets=[self._key],
+        self.http = client or HttpClient.for_settings(
+            self.name, settings, check=check_marketstack, secrets=[self._key], sleep=sleep
         )
 
     # -- transport ------------------------------------------------------------------------

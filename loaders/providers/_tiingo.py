@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
-from loaders._http import HttpClient, Reply, RetryPolicy
+from loaders._http import HttpClient, Reply
 from loaders._provider_settings import ProviderSettings
 from loaders.providers._arrow import bars_table, to_date, to_float, to_volume, unique
 from loaders.providers._base import register
@@ -69,21 +70,17 @@ class TiingoProvider:
     name = "tiingo"
 
     def __init__(
-        self, settings: ProviderSettings | None = None, *, client: HttpClient | None = None
+        self,
+        settings: ProviderSettings | None = None,
+        *,
+        client: HttpClient | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         settings = settings or ProviderSettings()
         self._key = settings.api_key("tiingo")
         self.base_url = settings.tiingo_base_url.rstrip("/")
-        self.http = client or HttpClient(
-            self.name,
-            policy=RetryPolicy(
-                timeout_seconds=settings.provider_timeout_seconds,
-                max_retries=settings.provider_max_retries,
-                backoff_base_seconds=settings.provider_backoff_base_seconds,
-                backoff_max_seconds=settings.provider_backoff_max_seconds,
-            ),
-            check=check_tiingo,
-            secrets=[self._key],
+        self.http = client or HttpClient.for_settings(
+            self.name, settings, check=check_tiingo, secrets=[self._key], sleep=sleep
         )
 
     def fetch_bars(
