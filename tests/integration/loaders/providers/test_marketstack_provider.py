@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,16 @@ import pytest
 import lake
 from loaders.providers import MarketstackProvider, ProviderSettings, get_provider
 from stockdata.errors import PermanentError, StockDataError, TransientError
-from stockdata.logs import configure_logging
+from tests.stubs.logs import log_lines
 from tests.stubs.marketstack import Fault, MarketstackStub, bars_from_csv
+
+
+@pytest.fixture
+def log_buffer() -> Iterator[io.StringIO]:
+    """The real, scrubbed JSON log lines written during the test."""
+    with log_lines() as out:
+        yield out
+
 
 KEY = "ms-SECRET-key-4f9a1c"
 ALL_TIME = {"date_from": dt.date(1980, 1, 1), "date_to": dt.date(2020, 12, 31)}
@@ -279,11 +288,10 @@ def test_permanent_errors_are_not_retried(ms: MarketstackStub, fault: Fault, cod
 
 
 def test_invalid_key_is_permanent_and_never_shown(
-    stub: MarketstackStub, capsys: pytest.CaptureFixture[str]
+    stub: MarketstackStub, log_buffer: io.StringIO
 ) -> None:
     stub.clear()
     wrong = "WRONG-key-77e1"
-    configure_logging(level="DEBUG", json=True)
     p = provider(stub, [], marketstack_api_key=wrong)
     with pytest.raises(PermanentError) as caught:
         p.fetch_bars(["MSFT"], exchange_mic="XNAS", **ONE_WEEK)
@@ -292,16 +300,13 @@ def test_invalid_key_is_permanent_and_never_shown(
         "marketstack: invalid_access_key: You have not supplied a valid API Access Key."
     )
     assert stub.requests[0].params["access_key"] == wrong
-    logs = capsys.readouterr().err
+    logs = log_buffer.getvalue()
     assert "access_key=***" in logs
     assert wrong not in logs
     assert wrong not in repr(caught.value) + repr(caught.value.fields)
 
 
-def test_key_never_appears_in_logs_or_errors(
-    ms: MarketstackStub, capsys: pytest.CaptureFixture[str]
-) -> None:
-    configure_logging(level="DEBUG", json=True)
+def test_key_never_appears_in_logs_or_errors(ms: MarketstackStub, log_buffer: io.StringIO) -> None:
     ms.inject(
         Fault.status(429, retry_after=0),
         Fault.delay(1.5),
@@ -327,7 +332,7 @@ def test_key_never_appears_in_logs_or_errors(
     errors.append(timeout.value)
     assert transient.value.code == "connection-error"
     assert timeout.value.code == "timeout"
-    logs = capsys.readouterr().err
+    logs = log_buffer.getvalue()
     assert logs.count('"event": "provider_retry"') == 7  # 5 + 1 + 1
     assert "access_key=***" in logs
     assert KEY not in logs

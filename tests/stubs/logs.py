@@ -1,0 +1,23 @@
+"""Capture the project's real, scrubbed log output (structlog as `configure_logging` sets it)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+
+import structlog
+
+from stockdata.logs import configure_logging
+
+
+@contextlib.contextmanager
+def log_lines(level: str = "DEBUG") -> Iterator[io.StringIO]:
+    """JSON log lines, after every processor (the scrubber included), written to a buffer."""
+    buffer = io.StringIO()
+    configure_logging(level=level, json=True)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=buffer))
+    try:
+        yield buffer
+    finally:
+        configure_logging(level="INFO")
