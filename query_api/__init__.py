@@ -1,1 +1,6 @@
-"""The Query API: a Litestar app over the lake (EoD lookups, deltas, movers, sandboxed SQL)."""
+"""The HTTP API: Litestar over the lake (DuckDB) and the catalog (Postgres)."""
+
+from query_api._app import create_app
+from query_api._settings import ApiSettings
+
+__all__ = ["ApiSettings", "create_app"]

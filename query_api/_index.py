@@ -1,0 +1,155 @@
+"""An in-memory, sorted copy of one pinned lake version for sub-millisecond point reads.
+
+The lake changes once a day and is read all day, so each process keeps the snapshot's bars
+sorted by (ticker, exchange, date) in Arrow/numpy columns: a point lookup is one binary search,
+an N-session delta is two positions in the same ticker's run (session order by construction),
+and movers are one vectorised search over every ticker. DuckDB over the Delta table stays the
+reference and answers whenever this index is off, too large, or not yet built for the version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+#: Columns the API returns; the rest of `eod` (lineage, partition) stays in the lake.
+INDEX_COLUMNS = (
+    "ticker",
+    "exchange_mic",
+    "trade_date",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "adj_open",
+    "adj_high",
+    "adj_low",
+    "adj_close",
+    "adj_volume",
+    "split_factor",
+    "dividend",
+    "currency",
+    "source",
+)
+_EPOCH = dt.date(1970, 1, 1)
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+#: Added to day numbers so dates before 1970 still sort inside one ticker's key range.
+_DAY_OFFSET = 1 << 30
+
+
+def day_number(day: dt.date) -> int:
+    return (day - _EPOCH).days + _DAY_OFFSET
+
+
+@dataclass(frozen=True, slots=True)
+class Positions:
+    """Row positions of a vectorised lookup: `end` rows, `start` = N sessions earlier or -1."""
+
+    sid: IntArray
+    end: IntArray
+    start: IntArray
+
+
+class HotIndex:
+    """Bars of one lake version sorted by (ticker, exchange_mic, trade_date)."""
+
+    def __init__(self, table: pa.Table, *, version: int | None) -> None:
+        self.version = version
+        self.table = table
+        self.rows = table.num_rows
+        pairs = pc.binary_join_element_wise(
+            table.column("ticker"), table.column("exchange_mic"), "\x00"
+        )
+        runs = pc.run_end_encode(pairs.combine_chunks())
+        ends = np.asarray(runs.run_ends.to_numpy(zero_copy_only=False), dtype=np.int64)
+        names = runs.values.to_pylist()
+        self.starts: IntArray = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+        self.ends: IntArray = ends
+        self.series: list[tuple[str, str]] = [tuple(n.split("\x00", 1)) for n in names]  # type: ignore[misc]
+        self.by_symbol: dict[str, list[int]] = {}
+        self.by_exchange: dict[str, list[int]] = {}
+        for sid, (ticker, mic) in enumerate(self.series):
+            self.by_symbol.setdefault(ticker, []).append(sid)
+            self.by_exchange.setdefault(mic, []).append(sid)
+        self.days = (
+            np.asarray(
+                table.column("trade_date").combine_chunks().cast(pa.int32()).to_numpy(),
+                dtype=np.int64,
+            )
+            + _DAY_OFFSET
+        )
+        sid_of_row = np.repeat(np.arange(len(self.series), dtype=np.int64), ends - self.starts)
+        self.keys: IntArray = (sid_of_row << 32) | self.days
+        self._close = self._numeric("close")
+        adj = self._numeric("adj_close")
+        self._adj_close = np.where(np.isnan(adj), self._close, adj)
+
+    @classmethod
+    def build(cls, cursor: duckdb.DuckDBPyConnection, *, version: int | None) -> HotIndex:
+        cols = ", ".join(INDEX_COLUMNS)
+        table = cursor.execute(
+            f"SELECT {cols} FROM eod ORDER BY ticker, exchange_mic, trade_date"
+        ).to_arrow_table()
+        return cls(table.combine_chunks(), version=version)
+
+    def _numeric(self, name: str) -> FloatArray:
+        col = self.table.column(name).combine_chunks().cast(pa.float64())
+        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+    def closes(self, *, adjusted: bool) -> FloatArray:
+        return self._adj_close if adjusted else self._close
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def sids(self, symbol: str, exchange: str | None) -> list[int]:
+        found = self.by_symbol.get(symbol, [])
+        if exchange is not None:
+            found = [s for s in found if self.series[s][1] == exchange]
+        return found
+
+    def range(self, sid: int, lo: dt.date | None, hi: dt.date | None) -> tuple[int, int]:
+        base = sid << 32
+        a = (
+            int(self.starts[sid])
+            if lo is None
+            else int(np.searchsorted(self.keys, base | day_number(lo)))
+        )
+        b = (
+            int(self.ends[sid])
+            if hi is None
+            else int(np.searchsorted(self.keys, base | day_number(hi), side="right"))
+        )
+        return a, max(a, b)
+
+    def positions(
+        self, sids: IntArray, day: dt.date | None, days: int, *, exact: bool
+    ) -> Positions:
+        """For each series: the last row on/before `day` (or exactly on it) and N rows earlier."""
+        if day is None:
+            end = self.ends[sids] - 1
+        else:
+            key = (sids << 32) | day_number(day)
+            end = np.searchsorted(self.keys, key, side="right").astype(np.int64) - 1
+            ok = end >= self.starts[sids]
+            if exact:
+                ok &= self.days[np.clip(end, 0, None)] == day_number(day)
+            end = np.where(ok, end, -1)
+        start = end - days
+        start = np.where((end >= 0) & (start >= self.starts[sids]), start, -1)
+        return Positions(sid=sids, end=end, start=start)
+
+    def all_sids(self, exchange: str | None) -> IntArray:
+        if exchange is None:
+            return np.arange(len(self.series), dtype=np.int64)
+        return np.asarray(self.by_exchange.get(exchange, []), dtype=np.int64)

@@ -1,0 +1,119 @@
+"""Operations: request ids and access logs, latency metrics, health and Prometheus routes."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from litestar import MediaType, Request, Response, get
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from query_api import _models as m
+from query_api._state import Services
+from stockdata.errors import StockDataError
+from stockdata.logs import get_logger, scrub_text
+
+access_log = get_logger("query_api.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+
+
+class RequestContextMiddleware(ASGIMiddleware):
+    """X-Request-ID in (if well-formed) or new; echoed back; one access-log event; latency."""
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, *, access_logs: bool = True) -> None:
+        self.access_logs = access_logs
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        start = time.perf_counter()
+        incoming = None
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        method = str(scope.get("method", "GET"))
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableScopeHeaders.from_message(message)
+                headers["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            await next_app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("path_template") or "unmatched"
+            services: Services | None = getattr(scope["app"].state, "services", None)
+            if services is not None:
+                services.metrics.requests.labels(route, method, str(status)).observe(elapsed)
+            if self.access_logs:
+                access_log.info(
+                    "request",
+                    method=method,
+                    path=scope["path"],
+                    route=route,
+                    status=status,
+                    ms=round(elapsed * 1000, 3),
+                    request_id=request_id,
+                    client=(scope.get("client") or ("-",))[0],
+                )
+
+
+@get(
+    "/health/live", summary="Liveness", tags=["health"], include_in_schema=True, cache_control=None
+)
+async def live() -> m.Live:
+    """The process is up (the trivial JSON route; also the framework floor in benchmarks)."""
+    return m.Live(status="ok")
+
+
+@get("/health/ready", summary="Readiness", tags=["health"], sync_to_thread=True)
+def ready(request: Request[Any, Any, Any]) -> Response[m.Health]:
+    """Catalog and lake reachable; 503 naming what is down."""
+    services: Services = request.app.state.services
+    checks: dict[str, m.Check] = {}
+    version = None
+    try:
+        with services.catalog.engine().connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        checks["catalog"] = m.Check(status="up")
+    except (StockDataError, sa.exc.SQLAlchemyError) as exc:
+        detail = exc.message if isinstance(exc, StockDataError) else str(exc).splitlines()[0]
+        checks["catalog"] = m.Check(status="down", detail=scrub_text(detail))
+    try:
+        version = services.store.ping()
+        checks["lake"] = m.Check(status="up")
+    except StockDataError as exc:
+        checks["lake"] = m.Check(status="down", detail=scrub_text(exc.message))
+    ok = all(c.status == "up" for c in checks.values())
+    body = m.Health(status="ok" if ok else "unavailable", checks=checks, lake_version=version)
+    return Response(body, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
+
+
+@get(
+    "/metrics",
+    summary="Prometheus metrics",
+    tags=["health"],
+    media_type=MediaType.TEXT,
+    include_in_schema=False,
+)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    services: Services = request.app.state.services
+    return Response(
+        services.metrics.render(),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+        headers={"Cache-Control": "no-store"},
+    )

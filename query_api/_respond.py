@@ -1,0 +1,201 @@
+"""Content negotiation, encodings (JSON, CSV, Arrow IPC), ETags and the version-keyed cache."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import msgspec
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.ipc as ipc
+from litestar import Request, Response
+
+from query_api._metrics import ApiMetrics
+from stockdata.errors import InvalidInputError
+
+Format = Literal["json", "csv", "arrow"]
+
+JSON = "application/json"
+CSV = "text/csv"
+ARROW = "application/vnd.apache.arrow.stream"
+_MEDIA = {"json": JSON, "csv": CSV, "arrow": ARROW}
+_ACCEPT = {
+    "application/json": "json",
+    "text/csv": "csv",
+    "application/vnd.apache.arrow.stream": "arrow",
+}
+
+
+def negotiate(request: Request[Any, Any, Any], allowed: tuple[Format, ...]) -> Format:
+    """`format=` wins over `Accept`; JSON when neither names something we serve."""
+    explicit = request.query_params.get("format")
+    if explicit is not None:
+        if explicit not in allowed:
+            raise InvalidInputError(
+                f"format={explicit!r} is not served here; choose one of {', '.join(allowed)}",
+                code="unsupported-format",
+            )
+        return cast(Format, explicit)
+    accept = request.headers.get("accept")
+    if not accept:
+        return "json"
+    best: tuple[float, Format] | None = None
+    for part in accept.split(","):
+        media, _, params = part.strip().partition(";")
+        fmt = _ACCEPT.get(media.strip().lower())
+        if fmt is None or fmt not in allowed:
+            continue
+        q = 1.0
+        for p in params.split(";"):
+            k, _, v = p.strip().partition("=")
+            if k == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+        if q > 0 and (best is None or q > best[0]):
+            best = (q, fmt)
+    return best[1] if best else "json"
+
+
+def encode_csv(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pacsv.write_csv(table, sink)
+    return sink.getvalue()
+
+
+def encode_arrow(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """What a route computed: the JSON body and, for tabular routes, the rows as Arrow."""
+
+    body: msgspec.Struct
+    table: pa.Table | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    content: bytes
+    media_type: str
+    created: float
+
+
+class ResponseCache:
+    """An LRU of encoded responses keyed by (lake version, request); entries expire by age."""
+
+    def __init__(self, *, entries: int, max_age: float) -> None:
+        self._entries = entries
+        self._max_age = max_age
+        self._data: OrderedDict[tuple[int | None, str], Encoded] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, version: int | None, key: str) -> Encoded | None:
+        with self._lock:
+            hit = self._data.get((version, key))
+            if hit is None:
+                return None
+            if time.monotonic() - hit.created > self._max_age:
+                del self._data[(version, key)]
+                return None
+            self._data.move_to_end((version, key))
+            return hit
+
+    def put(self, version: int | None, key: str, value: Encoded) -> None:
+        if self._entries == 0:
+            return
+        with self._lock:
+            self._data[(version, key)] = value
+            self._data.move_to_end((version, key))
+            while len(self._data) > self._entries:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def request_key(request: Request[Any, Any, Any], fmt: Format) -> str:
+    query = "&".join(f"{k}={v}" for k, v in sorted(request.query_params.multi_items()))
+    return f"{request.method} {request.url.path}?{query}#{fmt}"
+
+
+def etag_for(version: int | None, key: str) -> str:
+    digest = hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
+    return f'"v{version}-{digest}"'
+
+
+def _matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return etag in tags
+
+
+class Responder:
+    """Serves one data request: 304 on a matching ETag, cache hit, or compute and encode."""
+
+    def __init__(self, cache: ResponseCache, metrics: ApiMetrics, *, max_age: float) -> None:
+        self.cache = cache
+        self.metrics = metrics
+        self.max_age = max_age
+
+    def respond(
+        self,
+        request: Request[Any, Any, Any],
+        *,
+        version: int | None,
+        allowed: tuple[Format, ...],
+        compute: Callable[[], Payload],
+        max_age: float | None = None,
+    ) -> Response[Any]:
+        fmt = negotiate(request, allowed)
+        key = request_key(request, fmt)
+        etag = etag_for(version, key)
+        age = int(min(self.max_age, self.max_age if max_age is None else max_age))
+        headers = {
+            "ETag": etag,
+            "Cache-Control": f"public, max-age={age}",
+            "Vary": "Accept, Authorization, X-API-Key",
+        }
+        if version is not None:
+            headers["X-Lake-Version"] = str(version)
+        if _matches(request.headers.get("if-none-match"), etag):
+            self.metrics.cache_result("not_modified")
+            return Response(content=b"", status_code=304, headers=headers)
+        hit = self.cache.get(version, key)
+        if hit is not None:
+            self.metrics.cache_result("hit")
+            return Response(content=hit.content, media_type=hit.media_type, headers=headers)
+        self.metrics.cache_result("miss")
+        payload = compute()
+        if fmt == "json" or payload.table is None:
+            content = msgspec.json.encode(payload.body)
+            media = JSON
+        elif fmt == "csv":
+            content, media = encode_csv(payload.table), CSV
+        else:
+            content, media = encode_arrow(payload.table), ARROW
+        self.cache.put(version, key, Encoded(content, media, time.monotonic()))
+        return Response(content=content, media_type=media, headers=headers)
+
+
+def media_type_of(fmt: Format) -> str:
+    return _MEDIA[fmt]

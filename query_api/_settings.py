@@ -1,0 +1,63 @@
+"""Settings of the HTTP API: where it listens, how fresh and how large its answers may be."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from stockdata.config import StockdataSettings
+
+
+class ApiSettings(StockdataSettings):
+    """The REST API. Every default serves the embedded profile (`stockdata serve`, `make demo`)."""
+
+    api_host: str = Field(default="127.0.0.1", description="Interface `stockdata serve` binds.")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="Port `stockdata serve` binds.")
+    api_workers: int = Field(
+        default=1, ge=1, le=64, description="Server worker processes (each holds its own reader)."
+    )
+    api_server: str = Field(
+        default="granian", description="ASGI server for `stockdata serve`: granian or uvicorn."
+    )
+    api_lake_poll_seconds: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=3600.0,
+        description="Check the Delta log for a new version at most this often.",
+    )
+    api_staleness_seconds: float = Field(
+        default=30.0,
+        ge=0.0,
+        le=86_400.0,
+        description="A cached answer is never older than this (also the longest max-age sent).",
+    )
+    api_cache_entries: int = Field(
+        default=20_000, ge=0, le=10_000_000, description="Responses kept in the per-process cache."
+    )
+    api_hot_index: bool = Field(
+        default=True,
+        description="Keep the pinned snapshot's bars in memory, sorted by ticker and date, for "
+        "point lookups, deltas and movers (rebuilt when a new lake version appears).",
+    )
+    api_hot_index_max_rows: int = Field(
+        default=60_000_000,
+        ge=0,
+        description="Above this many rows the in-memory index is not built; DuckDB answers alone.",
+    )
+    api_max_page_size: int = Field(
+        default=5_000, ge=1, le=1_000_000, description="Largest `limit` of a paginated JSON page."
+    )
+    api_default_page_size: int = Field(
+        default=100, ge=1, le=1_000_000, description="`limit` when the request has none."
+    )
+    api_max_range_years: int = Field(
+        default=25, ge=1, le=200, description="Longest from..to span one request may ask for."
+    )
+    api_max_delta_days: int = Field(
+        default=2_520, ge=1, le=100_000, description="Largest N of an N-session delta."
+    )
+    api_duckdb_threads: int | None = Field(
+        default=None, ge=1, le=256, description="DuckDB threads of the reader (unset: all cores)."
+    )
+    api_public_url: str = Field(
+        default="http://127.0.0.1:8000", description="Base URL shown in the OpenAPI servers list."
+    )
