@@ -91,8 +91,13 @@ def to_bars(
     exchange_mic: str | None,
     source: str = "file",
     name: str = "file",
+    fallback_exchange_mic: str | None = None,
 ) -> pa.Table:
-    """A file's table with common column names as BAR_SCHEMA (columns it lacks are null)."""
+    """A file's table with common column names as BAR_SCHEMA (columns it lacks are null).
+
+    `ticker`/`exchange_mic` override the file's own columns; `fallback_exchange_mic` is used
+    only when the file has none.
+    """
     path = Path(name)
     found: dict[str, pa.ChunkedArray] = {}
     for column in table.column_names:
@@ -117,6 +122,8 @@ def to_bars(
         found["ticker"] = pa.chunked_array([pa.array([ticker] * n, pa.string())])
     elif ticker:
         found["ticker"] = pa.chunked_array([pa.array([ticker] * n, pa.string())])
+    if not exchange_mic and "exchange_mic" not in found:
+        exchange_mic = fallback_exchange_mic
     if exchange_mic:
         found["exchange_mic"] = pa.chunked_array([pa.array([exchange_mic] * n, pa.string())])
     elif "exchange_mic" not in found:
@@ -199,9 +206,10 @@ class FileProvider:
         table = to_bars(
             read_table(self.path),
             ticker=ticker,
-            exchange_mic=self.exchange_mic or exchange_mic,
+            exchange_mic=self.exchange_mic,
             source=self.name,
             name=str(self.path),
+            fallback_exchange_mic=exchange_mic,
         )
         dates = table.column("trade_date")
         mask = pc.and_(
