@@ -17,7 +17,7 @@ from tests.integration.loaders._pipeline import open_queue, queue_name
 @pytest.fixture(params=["postgres", "azure"])
 def backend(request: pytest.FixtureRequest, db: Engine) -> Iterator[tuple[str, Azurite | None]]:
     azurite = request.getfixturevalue("azurite") if request.param == "azure" else None
-    yield request.param, azurite
+    return request.param, azurite
 
 
 @pytest.fixture
