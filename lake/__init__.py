@@ -1,5 +1,16 @@
 """The lake: Delta tables of EoD bars on local disk or ADLS, written idempotently, read by DuckDB."""
 
+from lake._maintenance import (
+    OptimizeMetrics,
+    TableInfo,
+    checkpoint,
+    optimize,
+    partitions_to_optimize,
+    restore,
+    table_info,
+    vacuum,
+    version_as_of,
+)
 from lake._reader import (
     DELTA_WINDOWS,
     LakeReader,
@@ -17,6 +28,7 @@ from lake._schema import (
     TABLE_CONFIGURATION,
 )
 from lake._settings import LakeSettings
+from lake._synthetic import synthetic_bars
 from lake._validate import RowCheck, Validated, conform, validate
 from lake._write import (
     RetryPolicy,
@@ -37,17 +49,27 @@ __all__ = [
     "TABLE_CONFIGURATION",
     "LakeReader",
     "LakeSettings",
+    "OptimizeMetrics",
     "RetryPolicy",
     "RowCheck",
+    "TableInfo",
     "Validated",
     "WriteMetrics",
+    "checkpoint",
     "conform",
     "connect",
     "ensure_table",
     "extension_path",
     "init_sql",
     "open_table",
+    "optimize",
+    "partitions_to_optimize",
+    "restore",
+    "synthetic_bars",
+    "table_info",
+    "vacuum",
     "validate",
+    "version_as_of",
     "views_sql",
     "write_bars",
     "write_rejects",

@@ -87,18 +87,18 @@ def init_sql(settings: LakeSettings) -> str:
     ]
     if settings.is_azure:
         lines.append(f"LOAD {_sql_literal(str(extension_path('azure')))};")
-        secret = settings.duckdb_secret_sql()
-        if secret:
+        secret = settings.duckdb_secret_sql() or ""
+        if "CONNECTION_STRING" in secret:
+            # Never print the key: the user pastes their own connection string here.
             lines.append(
-                secret.replace(
-                    _sql_literal(secret.split("CONNECTION_STRING ", 1)[-1].rstrip(")")[1:-1]),
-                    "'<connection string: set it here>'",
-                )
-                if "CONNECTION_STRING" in secret
-                else secret + ";"
+                "CREATE OR REPLACE SECRET stockdata_lake (TYPE azure, CONNECTION_STRING "
+                "'<your storage connection string>');"
             )
-            if "CONNECTION_STRING" in secret:
-                lines[-1] += ";"
+        elif secret:
+            lines.append(secret + ";")
+        emulator = settings.emulator_blob_url()
+        if emulator:
+            lines.insert(0, f"-- Azurite: export AZURITE_BLOB_STORAGE_URL={emulator} first")
     lines.append("SET parquet_metadata_cache = true;")
     lines.extend(s + ";" for s in views_sql(settings))
     return "\n".join(lines) + "\n"

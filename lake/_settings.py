@@ -49,8 +49,10 @@ class LakeSettings(StockdataSettings):
         default=None,
         description="Blob endpoint override, e.g. http://127.0.0.1:10000/devstoreaccount1 (Azurite).",
     )
-    lake_target_file_rows: int = Field(
-        default=2_000_000, ge=10_000, description="Rows per Parquet file written by optimize."
+    lake_target_file_bytes: int = Field(
+        default=256 * 2**20,
+        ge=2**20,
+        description="Target Parquet file size in bytes for writes and optimize.",
     )
     lake_row_group_rows: int = Field(
         default=32_768,

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -78,16 +79,27 @@ def _core_checks(t: pa.Table) -> list[tuple[pa.ChunkedArray | pa.Array, str]]:
     ]
 
 
-def _duplicate_mask(t: pa.Table) -> pa.Array:
-    """True for every row whose (ticker, trade_date) occurs more than once in the batch."""
-    keys = pa.table({"ticker": t.column("ticker"), "trade_date": t.column("trade_date")})
-    counts = keys.group_by(["ticker", "trade_date"]).aggregate([([], "count_all")])
-    joined = (
-        keys.append_column("_i", pa.array(range(t.num_rows), pa.int64()))
-        .join(counts, ["ticker", "trade_date"], join_type="left outer")
-        .sort_by("_i")
+def _key(t: pa.Table) -> np.ndarray:
+    """An int64 per row that orders like (ticker, trade_date): ticker rank << 32 | day number."""
+    encoded = pc.dictionary_encode(t.column("ticker").combine_chunks())
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    rank = np.asarray(pc.rank(encoded.dictionary, sort_keys="ascending", tiebreaker="min"))
+    ticker_rank = rank.astype(np.int64)[np.asarray(encoded.indices.fill_null(0))]
+    days = np.asarray(
+        t.column("trade_date").combine_chunks().cast(pa.int32()).fill_null(0), dtype=np.int64
     )
-    return pc.greater(pc.fill_null(joined.column("count_all"), 1), 1).combine_chunks()
+    key: np.ndarray = (ticker_rank << 32) | (days - np.iinfo(np.int32).min)
+    return key
+
+
+def _mask(values: pa.ChunkedArray | pa.Array | np.ndarray) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        return values.astype(bool)
+    filled = pc.fill_null(values, True)
+    if isinstance(filled, pa.ChunkedArray):
+        filled = filled.combine_chunks()
+    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def validate(
@@ -96,33 +108,45 @@ def validate(
     today: dt.date | None = None,
     extra_checks: Iterable[RowCheck] = (),
 ) -> Validated:
-    """Split a conformed batch into good rows and rejects with the first failing reason each."""
+    """Split a conformed batch into good rows and rejects with the first failing reason each.
+
+    Both come back sorted by (ticker, trade_date), the order the lake stores rows in; a batch
+    that is already sorted (the usual case) is not copied.
+    """
     t = conform(table)
     if t.num_rows == 0:
         return Validated(t, REJECT_SCHEMA.empty_table())
+    key = _key(t)
+    if t.num_rows > 1 and not bool(np.all(key[1:] >= key[:-1])):
+        order = np.argsort(key, kind="stable")
+        t = t.combine_chunks().take(pa.array(order))
+        key = key[order]
     today = today or dt.datetime.now(dt.UTC).date()
-    checks = _core_checks(t)
+    same = key[1:] == key[:-1]
+    duplicate = np.zeros(t.num_rows, dtype=bool)
+    duplicate[1:] |= same
+    duplicate[:-1] |= same
+    checks: list[tuple[pa.ChunkedArray | pa.Array | np.ndarray, str]] = _core_checks(t)
     checks.append(
         (
             pc.greater(t.column("trade_date"), pa.scalar(today, pa.date32())),
             "trade date is in the future",
         )
     )
-    checks.append((_duplicate_mask(t), "duplicate (ticker, trade_date) in the batch"))
+    checks.append((duplicate, "duplicate (ticker, trade_date) in the batch"))
     checks.extend(check(t) for check in extra_checks)
 
-    reasons: list[str | None] = [None] * t.num_rows
-    bad_any = pa.array([False] * t.num_rows)
-    for mask, reason in checks:
-        mask = pc.fill_null(mask, True)
-        if isinstance(mask, pa.ChunkedArray):
-            mask = mask.combine_chunks()
-        new = pc.and_(mask, pc.invert(bad_any))
-        for i in pc.indices_nonzero(new).to_pylist():
-            reasons[i] = reason
-        bad_any = pc.or_(bad_any, mask)
-    good = t.filter(pc.invert(bad_any))
-    return Validated(good, _rejects(t.filter(bad_any), [r for r in reasons if r is not None]))
+    bad = np.zeros(t.num_rows, dtype=bool)
+    reason_of = np.full(t.num_rows, -1, dtype=np.int16)
+    for i, (mask, _) in enumerate(checks):
+        failing = _mask(mask)
+        reason_of[failing & ~bad] = i
+        bad |= failing
+    if not bad.any():
+        return Validated(t, REJECT_SCHEMA.empty_table())
+    reasons = [checks[i][1] for i in reason_of[bad]]
+    good = t.filter(pa.array(~bad))
+    return Validated(good, _rejects(t.filter(pa.array(bad)), reasons))
 
 
 def _rejects(bad: pa.Table, reasons: list[str], job_id: str | None = None) -> pa.Table:
