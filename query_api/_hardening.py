@@ -1,0 +1,340 @@
+"""HTTP hardening for the Litestar app: CORS, allowed hosts, security headers, rate limits, body size.
+
+Wire-up (the app factory does this):
+
+    Litestar(
+        ...,
+        cors_config=cors_config(security),
+        allowed_hosts=allowed_hosts_config(security),
+        middleware=[
+            SecurityHeadersMiddleware(security),
+            RateLimitMiddleware(security),
+            BodySizeLimitMiddleware(security),
+            ...,
+        ],
+    )
+
+The rate limiter keys a request by its credential (a digest of the `Authorization` or
+`X-API-Key` header: one bucket per API key or token subject's token) or else by client IP
+(the rightmost `X-Forwarded-For` entry when `STOCKDATA_TRUST_FORWARDED_FOR=true`, i.e. the
+address our ingress saw). Buckets are in memory, per process: with N workers the effective
+limit is up to N times the setting, which is why the ingress should keep its own coarse limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections.abc import Sequence
+
+from litestar.config.allowed_hosts import AllowedHostsConfig
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from pydantic import Field
+
+from stockdata.config import StockdataSettings
+
+PROBLEM_BASE = "https://stockdata.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+#: Paths whose pages load Swagger UI from its CDN and run its inline bootstrap script.
+DOCS_PATH = "/docs"
+
+#: A CSP for JSON/CSV/Arrow responses: nothing may load, nothing may frame them.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+#: The CSP of the docs page: Swagger UI from jsDelivr plus its inline bootstrap.
+DOCS_CSP = (
+    "default-src 'none'; "
+    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src 'self' data: https://fonts.gstatic.com; "
+    "img-src 'self' data: https:; "
+    "connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+class SecuritySettings(StockdataSettings):
+    """CORS, hosts, headers, rate limits and request size of the API."""
+
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser (JSON list); empty = no CORS.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Host headers accepted (JSON list, '*.example.com' wildcards); '*' = any.",
+    )
+    hsts_seconds: int = Field(
+        default=31_536_000, ge=0, description="Strict-Transport-Security max-age; 0 = no header."
+    )
+    rate_limit_per_minute: int = Field(
+        default=600, ge=0, description="Sustained requests per minute per key or client; 0 = off."
+    )
+    rate_limit_burst: int = Field(
+        default=60, ge=1, description="Requests a key or client may make at once (bucket size)."
+    )
+    rate_limit_exempt_paths: list[str] = Field(
+        default_factory=lambda: ["/health", "/metrics"],
+        description="Path prefixes never rate limited (probes and scrapes).",
+    )
+    rate_limit_max_clients: int = Field(
+        default=100_000, ge=100, description="Buckets kept in memory before idle ones are dropped."
+    )
+    trust_forwarded_for: bool = Field(
+        default=False,
+        description="Key anonymous clients by the rightmost X-Forwarded-For address (behind "
+        "our ingress only).",
+    )
+    max_request_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
+    )
+
+
+def cors_config(settings: SecuritySettings) -> CORSConfig | None:
+    """CORS for the configured origins only; None (no CORS headers at all) when there are none."""
+    if not settings.cors_origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept", "If-None-Match"],
+        expose_headers=[
+            "ETag",
+            "X-Request-ID",
+            "Retry-After",
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
+            "RateLimit-Policy",
+        ],
+        allow_credentials=False,
+        max_age=600,
+    )
+
+
+def allowed_hosts_config(settings: SecuritySettings) -> AllowedHostsConfig | None:
+    """Litestar's Host check for the configured hosts; None when any host is allowed."""
+    if not settings.allowed_hosts or "*" in settings.allowed_hosts:
+        return None
+    return AllowedHostsConfig(allowed_hosts=list(settings.allowed_hosts), www_redirect=False)
+
+
+def _problem(status: int, code: str, title: str, detail: str, path: str) -> bytes:
+    return json.dumps(
+        {
+            "type": PROBLEM_BASE + code,
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "instance": path,
+        }
+    ).encode()
+
+
+async def _send_problem(
+    send: Send,
+    *,
+    status: int,
+    body: bytes,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class SecurityHeadersMiddleware(ASGIMiddleware):
+    """HSTS, nosniff, no framing (CSP frame-ancestors + X-Frame-Options), no referrer, a CSP."""
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, settings: SecuritySettings) -> None:
+        base = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+            (b"cross-origin-resource-policy", b"same-site"),
+            (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+        ]
+        if settings.hsts_seconds:
+            base.append(
+                (
+                    b"strict-transport-security",
+                    f"max-age={settings.hsts_seconds}; includeSubDomains".encode(),
+                )
+            )
+        self._api = [*base, (b"content-security-policy", API_CSP.encode())]
+        self._docs = [*base, (b"content-security-policy", DOCS_CSP.encode())]
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        path = str(scope.get("path", ""))
+        is_docs = path == DOCS_PATH or path.startswith(DOCS_PATH + "/")
+        extra = self._docs if is_docs else self._api
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableScopeHeaders.from_message(message)
+                for name, value in extra:
+                    key = name.decode()
+                    if key not in headers:
+                        headers[key] = value.decode()
+            await send(message)
+
+        await next_app(scope, receive, send_wrapper)
+
+
+class TokenBuckets:
+    """In-memory token buckets: `rate` tokens per second up to `burst`, one bucket per key."""
+
+    def __init__(self, *, per_minute: int, burst: int, max_keys: int) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str, *, now: float | None = None) -> tuple[bool, float, float]:
+        """Take one token: (allowed, tokens left, seconds until the next token)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, stamp = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - stamp) * self.rate)
+            allowed = tokens >= 1.0
+            if allowed:
+                tokens -= 1.0
+            if key not in self._buckets and len(self._buckets) >= self.max_keys:
+                self._prune(now)
+            self._buckets[key] = (tokens, now)
+        wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+        return allowed, tokens, wait
+
+    def seconds_to_full(self, tokens: float) -> float:
+        return (self.burst - tokens) / self.rate if self.rate else 0.0
+
+    def _prune(self, now: float) -> None:
+        full_after = self.burst / self.rate if self.rate else 0.0
+        idle = [k for k, (_, stamp) in self._buckets.items() if now - stamp >= full_after]
+        for key in idle:
+            del self._buckets[key]
+        if len(self._buckets) >= self.max_keys:
+            self._buckets.clear()
+
+
+class RateLimitMiddleware(ASGIMiddleware):
+    """429 problem+json past a token bucket per credential or client; RateLimit-* on every answer."""
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, settings: SecuritySettings) -> None:
+        self._enabled = settings.rate_limit_per_minute > 0
+        self._exempt = tuple(settings.rate_limit_exempt_paths)
+        self._trust_forwarded = settings.trust_forwarded_for
+        self._limit = settings.rate_limit_per_minute
+        self._policy = f"{settings.rate_limit_per_minute};w=60;burst={settings.rate_limit_burst}"
+        self.buckets = TokenBuckets(
+            per_minute=max(1, settings.rate_limit_per_minute),
+            burst=settings.rate_limit_burst,
+            max_keys=settings.rate_limit_max_clients,
+        )
+
+    def client_key(self, scope: Scope) -> str:
+        """The bucket of a request: its credential's digest, or its client address."""
+        credential = None
+        forwarded = None
+        for name, value in scope.get("headers", ()):
+            if name in (b"authorization", b"x-api-key") and credential is None:
+                credential = value
+            elif name == b"x-forwarded-for":
+                forwarded = value
+        if credential:
+            return "cred:" + hashlib.sha256(credential).hexdigest()[:32]
+        if self._trust_forwarded and forwarded:
+            return "ip:" + forwarded.decode("latin-1").split(",")[-1].strip()
+        client = scope.get("client")
+        return "ip:" + (str(client[0]) if client else "unknown")
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        path = str(scope.get("path", ""))
+        if not self._enabled or any(
+            path == p or path.startswith(p.rstrip("/") + "/") for p in self._exempt
+        ):
+            await next_app(scope, receive, send)
+            return
+        allowed, tokens, wait = self.buckets.take(self.client_key(scope))
+        headers = [
+            (b"ratelimit-limit", str(self._limit).encode()),
+            (b"ratelimit-remaining", str(math.floor(tokens)).encode()),
+            (b"ratelimit-reset", str(math.ceil(self.buckets.seconds_to_full(tokens))).encode()),
+            (b"ratelimit-policy", self._policy.encode()),
+        ]
+        if not allowed:
+            retry_after = max(1, math.ceil(wait))
+            body = _problem(
+                429,
+                "rate-limited",
+                "Too Many Requests",
+                f"rate limit of {self._limit} requests per minute exceeded; retry in "
+                f"{retry_after} s",
+                path,
+            )
+            await _send_problem(
+                send,
+                status=429,
+                body=body,
+                headers=[*headers, (b"retry-after", str(retry_after).encode())],
+            )
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *headers]
+            await send(message)
+
+        await next_app(scope, receive, send_wrapper)
+
+
+class BodySizeLimitMiddleware(ASGIMiddleware):
+    """413 problem+json, before any handler runs, for a declared body over `max_request_bytes`.
+
+    Chunked bodies without a Content-Length are bounded by Litestar's own
+    `request_max_body_size` (set it to the same value): it raises a 413 while reading.
+    """
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, settings: SecuritySettings) -> None:
+        self._max = settings.max_request_bytes
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = self._max + 1
+                if declared > self._max:
+                    path = str(scope.get("path", ""))
+                    detail = f"the request body is larger than {self._max} bytes"
+                    body = _problem(413, "request-too-large", "Content Too Large", detail, path)
+                    await _send_problem(send, status=413, body=body)
+                    return
+                break
+        await next_app(scope, receive, send)
