@@ -97,10 +97,13 @@ def sync_catalog(
             continue
         if "currency_code" in clean and len(str(clean["currency_code"])) != 3:
             del clean["currency_code"]
-        if "timezone" not in clean and mic not in known:
-            skipped += 1
-            log.warning("catalog_sync_skipped_exchange", mic=mic, reason="no timezone")
-            continue
+        if "timezone" not in clean:
+            if mic not in known:
+                skipped += 1
+                log.warning("catalog_sync_skipped_exchange", mic=mic, reason="no timezone")
+                continue
+            # Postgres checks NOT NULL on the proposed row before ON CONFLICT: restate it.
+            clean["timezone"] = known[mic].timezone
         by_mic[mic] = {**clean, "mic": mic}
     currencies = _ensure_currencies(session, (r.get("currency_code") for r in by_mic.values()))
     ex_inserted = ex_updated = 0
