@@ -149,7 +149,7 @@ class SqlResponse(msgspec.Struct, frozen=True):
     elapsed_ms: float
 
 
-class Check(msgspec.Struct, frozen=True):
+class Check(msgspec.Struct, frozen=True, omit_defaults=True):
     status: Literal["up", "down"]
     detail: str | None = None
 

@@ -1,0 +1,140 @@
+"""Catalog routes, the catalog being down, cache invalidation by a new lake version, health, metrics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy.engine import Engine
+
+import lake
+from tests.integration.query_api.conftest import bars_table, make_app
+
+TYPE = "https://stockdata.dev/problems/"
+
+
+def test_exchanges_and_tickers(sample_lake: lake.LakeSettings, seeded: Engine) -> None:
+    with TestClient(make_app(sample_lake, engine=seeded)) as c:
+        exchanges = c.get("/v1/exchanges").json()["data"]
+        mics = [e["mic"] for e in exchanges]
+        assert "XNAS" in mics
+        assert mics == sorted(mics)
+        xnas = c.get("/v1/exchanges/xnas").json()
+        assert (xnas["mic"], xnas["timezone"]) == ("XNAS", "America/New_York")
+        missing = c.get("/v1/exchanges/ZZZZ")
+        assert (missing.status_code, missing.json()["type"]) == (404, TYPE + "not-found")
+        found = c.get("/v1/tickers", params={"q": "ms"}).json()
+        assert [(t["symbol"], t["exchange_mic"]) for t in found["data"]] == [("MSFT", "XNAS")]
+        page = c.get("/v1/tickers", params={"exchange": "XNAS", "limit": 1}).json()
+        assert [t["symbol"] for t in page["data"]] == ["GOOG"]
+        assert page["pagination"] == {"limit": 1, "offset": 0, "total": 2, "next_offset": 1}
+        second = c.get("/v1/tickers", params={"exchange": "XNAS", "limit": 1, "offset": 1}).json()
+        assert [t["symbol"] for t in second["data"]] == ["MSFT"]
+        assert second["pagination"]["next_offset"] is None
+        one = c.get("/v1/tickers/msft").json()
+        assert (one["symbol"], one["exchange_mic"]) == ("MSFT", "XNAS")
+        assert c.get("/v1/tickers/NOPE").json()["type"] == TYPE + "not-found"
+        ready = c.get("/health/ready")
+        assert ready.status_code == 200
+        assert ready.json() == {
+            "status": "ok",
+            "checks": {"catalog": {"status": "up"}, "lake": {"status": "up"}},
+            "lake_version": 2,
+        }
+
+
+def test_eod_and_deltas_answer_with_the_catalog_down(sample_lake: lake.LakeSettings) -> None:
+    with TestClient(make_app(sample_lake)) as c:  # the catalog URL refuses connections
+        bar = c.get("/v1/eod/MSFT", params={"date": "2008-10-10"})
+        assert bar.status_code == 200
+        assert bar.json()["data"][0]["close"] == 18.029
+        delta = c.get("/v1/eod/MSFT/delta", params={"days": 21, "date": "2008-10-10"})
+        assert delta.json()["data"]["start_close"] == 22.926
+        assert c.get("/eod/ticker/MSFT").status_code == 200
+        movers = c.get("/v1/movers", params={"date": "2008-10-10", "days": 21})
+        assert [m["ticker"] for m in movers.json()["data"]] == ["MSFT", "GOOG"]
+        exchanges = c.get("/v1/exchanges")
+        assert exchanges.status_code == 503
+        assert exchanges.json()["type"] == TYPE + "catalog-unavailable"
+        assert "unused" not in exchanges.text  # the password never leaks
+        ready = c.get("/health/ready")
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["status"] == "unavailable"
+        assert body["checks"]["catalog"]["status"] == "down"
+        assert body["checks"]["lake"] == {"status": "up"}
+        assert c.get("/health/live").json() == {"status": "ok"}
+
+
+def test_lake_missing_is_a_503_and_not_ready(tmp_path: Path, seeded: Engine) -> None:
+    settings = lake.LakeSettings(lake_uri=str(tmp_path / "empty"))
+    with TestClient(make_app(settings, engine=seeded)) as c:
+        resp = c.get("/v1/eod/MSFT")
+        assert resp.status_code == 404
+        assert resp.json()["type"] == TYPE + "not-found"
+        ready = c.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["lake"]["status"] == "down"
+        assert ready.json()["checks"]["catalog"] == {"status": "up"}
+
+
+@pytest.mark.parametrize("use_index", [True, False], ids=["hot-index", "duckdb"])
+def test_a_new_lake_version_invalidates_the_cache(
+    tmp_path: Path, sample_lake: lake.LakeSettings, seeded: Engine, use_index: bool
+) -> None:
+    root = Path(sample_lake.root)
+    copy = tmp_path / "lake"
+    shutil.copytree(root, copy)
+    settings = lake.LakeSettings(lake_uri=str(copy))
+    with TestClient(make_app(settings, engine=seeded, api_hot_index=use_index)) as c:
+        first = c.get("/v1/eod/MSFT/latest")
+        etag = first.headers["etag"]
+        assert first.json()["data"]["date"] == "2017-11-10"
+        assert first.json()["lake_version"] == 2
+        cached = c.get("/v1/eod/MSFT/latest", headers={"If-None-Match": etag})
+        assert cached.status_code == 304
+        new_bar = {
+            "date": dt.date(2017, 11, 13),
+            "open": 83.66,
+            "high": 83.94,
+            "low": 83.46,
+            "close": 83.93,
+            "volume": 14_197_000,
+        }
+        lake.write_bars(
+            settings, bars_table("MSFT", [new_bar]), job_id="next-day", today=dt.date(2017, 11, 14)
+        )
+        fresh = c.get("/v1/eod/MSFT/latest", headers={"If-None-Match": etag})
+        assert fresh.status_code == 200
+        assert fresh.headers["etag"] != etag
+        assert fresh.json()["lake_version"] == 3
+        assert fresh.json()["data"]["date"] == "2017-11-13"
+        assert fresh.json()["data"]["close"] == 83.93
+        delta = c.get("/v1/eod/MSFT/delta", params={"days": 1}).json()["data"]
+        assert (delta["start_close"], delta["end_close"]) == (83.87, 83.93)
+
+
+def test_metrics_and_docs(sample_lake: lake.LakeSettings, seeded: Engine) -> None:
+    with TestClient(make_app(sample_lake, engine=seeded)) as c:
+        c.get("/v1/eod/MSFT", params={"date": "2008-10-10"})
+        c.get("/v1/eod/MSFT", params={"date": "2008-10-10"})
+        text = c.get("/metrics").text
+        assert 'stockdata_api_cache_total{result="miss"} 1.0' in text
+        assert 'stockdata_api_cache_total{result="hit"} 1.0' in text
+        assert "stockdata_api_cache_hit_ratio 0.5" in text
+        assert "stockdata_api_lake_version 2.0" in text
+        assert (
+            'stockdata_api_request_seconds_count{method="GET",route="/v1/eod/{symbol}",status="200"} 2.0'
+            in text
+        )
+        assert 'stockdata_api_query_seconds_count{engine="index",kind="bars"} 1.0' in text
+        spec: dict[str, Any] = c.get("/docs/openapi.json").json()
+        assert spec["openapi"].startswith("3.1")
+        assert "/v1/eod/{symbol}/delta" in spec["paths"]
+        docs = c.get("/docs")
+        assert docs.status_code == 200
+        assert "swagger-ui" in docs.text
