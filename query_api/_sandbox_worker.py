@@ -1,6 +1,6 @@
 """The SQL sandbox's worker process: one locked-down DuckDB connection over the lake.
 
-Started by `query_api._sandbox.SqlSandbox` as `python -m query_api._sandbox_worker`. It
+Started by `query_api._sandbox.SqlSandbox` as a child Python running `main()`. It
 speaks length-prefixed pickle frames on its stdin/stdout (stdout is moved to a private fd
 and fd 1 points at stderr, so nothing a library prints can corrupt the protocol). The parent
 kills the whole process when a query runs past its time limit: DuckDB's interrupt does not

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import lake
 from query_api._sandbox import SqlSandbox, SqlSettings
 from query_api._sandbox_worker import locked_connection
 from stockdata.errors import InvalidInputError, ResourceLimitError
+from tests import _services
 
 
 def _bars(path: Path, ticker: str) -> pa.Table:
@@ -188,3 +190,29 @@ def test_the_worker_connection_is_locked_down(lake_settings: lake.LakeSettings) 
         con.close()
     assert not Path("/tmp/stockdata-escape.csv").exists()
     assert not Path("/tmp/stockdata-escape.db").exists()
+
+
+@pytest.mark.azure
+def test_the_sandbox_reads_a_lake_on_azurite_and_nothing_else(
+    azurite: _services.Azurite, samples: Path
+) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    container = "sandbox-" + uuid.uuid4().hex[:8]
+    BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
+    settings = lake.LakeSettings(
+        lake_uri=f"az://{container}/lake",
+        lake_azure_connection_string=azurite.connection_string,
+    )
+    lake.write_bars(settings, _bars(samples / "MSFT.csv", "MSFT"), job_id="sandbox-azure")
+    with SqlSandbox(settings, SqlSettings(sql_timeout_seconds=20.0)) as box:
+        result = box.run("select close from eod where trade_date = '2008-10-10'")
+        assert result.table.to_pylist() == [{"close": 18.029}]
+    con = locked_connection(settings, SqlSettings())
+    try:
+        with pytest.raises(duckdb.PermissionException):
+            con.execute(f"select * from read_parquet('az://{container}/elsewhere/*.parquet')")
+        with pytest.raises(duckdb.PermissionException):
+            con.execute("select * from read_csv('/etc/passwd')")
+    finally:
+        con.close()
