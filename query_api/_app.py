@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 from litestar import Litestar
@@ -15,21 +14,36 @@ from sqlalchemy.engine import Engine
 
 from catalog import DatabaseSettings
 from lake import LakeSettings
+from query_api._auth import Authenticator, AuthSettings, build_authenticator
 from query_api._data import EodStore
+from query_api._flags import FeatureFlags, FlagSettings, build_flags
+from query_api._hardening import (
+    BodySizeLimitMiddleware,
+    RateLimitMiddleware,
+    SecurityHeadersMiddleware,
+    SecuritySettings,
+    allowed_hosts_config,
+    cors_config,
+)
 from query_api._metrics import ApiMetrics
 from query_api._ops import RequestContextMiddleware, live, metrics, ready
 from query_api._problems import handle_exception
 from query_api._respond import Responder, ResponseCache
 from query_api._routes import build_routes
+from query_api._sandbox import SqlSandbox, SqlSettings
 from query_api._settings import ApiSettings
-from query_api._state import AllEnabled, Authenticator, CatalogAccess, Flags, Services
+from query_api._state import CatalogAccess, Services
 from stockdata import __version__
+from stockdata.logs import get_logger
+
+log = get_logger(__name__)
 
 DESCRIPTION = """End-of-day stock prices from the stockdata lake (Delta tables read by DuckDB).
 
 Errors are RFC 9457 `application/problem+json` documents whose `type` is
 `https://stockdata.dev/problems/{code}`. Data responses carry an `ETag` (lake version +
-request) and answer `304` to a matching `If-None-Match`.
+request) and answer `304` to a matching `If-None-Match`. Authentication (when enabled):
+`X-API-Key: sd_...` or `Authorization: Bearer <JWT>`.
 """
 
 
@@ -39,41 +53,60 @@ def create_app(
     lake_settings: LakeSettings | None = None,
     database_settings: DatabaseSettings | None = None,
     engine: Engine | None = None,
-    flags: Flags | None = None,
+    flag_settings: FlagSettings | None = None,
+    auth_settings: AuthSettings | None = None,
+    sql_settings: SqlSettings | None = None,
+    security_settings: SecuritySettings | None = None,
+    flags: FeatureFlags | None = None,
     authenticator: Authenticator | None = None,
-    sandbox: Any = None,
+    sql: bool = True,
     access_logs: bool = True,
 ) -> Litestar:
-    """Build the Litestar app; nothing is connected until the app starts (its lifespan)."""
+    """Build the Litestar app. Unset settings come from the environment (STOCKDATA_*).
+
+    The lake reader, the catalog engine and the SQL workers start in the app's lifespan, and
+    the catalog is optional at run time: EoD and delta reads answer from the lake alone.
+    """
     settings = settings or ApiSettings()
     lake_settings = lake_settings or LakeSettings()
+    security = security_settings or SecuritySettings()
     if engine is None and database_settings is None:
         database_settings = DatabaseSettings()
     metrics_ = ApiMetrics()
     store = EodStore(lake_settings, settings, metrics=metrics_)
-    cache = ResponseCache(
-        entries=settings.api_cache_entries, max_age=settings.api_staleness_seconds
-    )
+    catalog_access = CatalogAccess(database_settings, engine=engine)
+    auth = auth_settings or AuthSettings()
+    if authenticator is None:
+        needs_engine = auth.auth_mode == "api-key"
+        authenticator = build_authenticator(
+            auth, engine=catalog_access.engine() if needs_engine else None
+        )
     services = Services(
         settings=settings,
         store=store,
-        catalog=CatalogAccess(database_settings, engine=engine),
+        catalog=catalog_access,
         metrics=metrics_,
-        responder=Responder(cache, metrics_, max_age=settings.api_staleness_seconds),
-        flags=flags or AllEnabled(),
+        responder=Responder(
+            ResponseCache(
+                entries=settings.api_cache_entries, max_age=settings.api_staleness_seconds
+            ),
+            metrics_,
+            max_age=settings.api_staleness_seconds,
+        ),
+        flags=flags or build_flags(flag_settings or FlagSettings()),
         authenticator=authenticator,
-        sandbox=sandbox,
+        sandbox=SqlSandbox(lake_settings, sql_settings or SqlSettings()) if sql else None,
     )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(store.start)
-        if services.sandbox is not None and hasattr(services.sandbox, "start"):
+        if services.sandbox is not None:
             await anyio.to_thread.run_sync(services.sandbox.start)
         try:
             yield
         finally:
-            if services.sandbox is not None and hasattr(services.sandbox, "close"):
+            if services.sandbox is not None:
                 await anyio.to_thread.run_sync(services.sandbox.close)
             services.flags.close()
             store.close()
@@ -86,15 +119,21 @@ def create_app(
         path="/docs",
         servers=[Server(url="/")],
         render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin()],
-        create_examples=False,
     )
     app = Litestar(
         route_handlers=[*build_routes(settings), live, ready, metrics],
         openapi_config=openapi,
         exception_handlers={Exception: handle_exception},
-        middleware=[RequestContextMiddleware(access_logs=access_logs)],
+        middleware=[
+            RequestContextMiddleware(access_logs=access_logs),
+            SecurityHeadersMiddleware(security),
+            RateLimitMiddleware(security),
+            BodySizeLimitMiddleware(security),
+        ],
+        cors_config=cors_config(security),
+        allowed_hosts=allowed_hosts_config(security),
+        request_max_body_size=security.max_request_bytes,
         lifespan=[lifespan],
-        state=None,
         debug=False,
     )
     app.state.services = services

@@ -87,8 +87,8 @@ def ready(request: Request[Any, Any, Any]) -> Response[m.Health]:
     checks: dict[str, m.Check] = {}
     version = None
     try:
-        with services.catalog.engine().connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        with services.catalog.session() as session:
+            session.execute(sa.text("SELECT 1"))
         checks["catalog"] = m.Check(status="up")
     except (StockDataError, sa.exc.SQLAlchemyError) as exc:
         detail = exc.message if isinstance(exc, StockDataError) else str(exc).splitlines()[0]

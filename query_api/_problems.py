@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import sqlalchemy as sa
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
@@ -123,6 +124,15 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
             log.warning("request_failed", code=exc.code, error=scrub_text(exc.message))
         return problem_response(
             request, status=exc.http_status, code=exc.code, detail=exc.message, headers=headers
+        )
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        log.warning("catalog_unreachable", error=scrub_text(str(exc).splitlines()[0]))
+        return problem_response(
+            request,
+            status=503,
+            code="catalog-unavailable",
+            detail="the catalog database cannot be reached; retry later",
+            headers={"Retry-After": "5"},
         )
     if isinstance(exc, ValidationException):
         return problem_response(

@@ -20,22 +20,20 @@ from litestar.types import ControllerRouterHandler
 import catalog
 from catalog import Role
 from query_api import _models as m
+from query_api._auth import require_role
 from query_api._data import BAR_SCHEMA, DeltaRow
+from query_api._flags import DELTA_API, SQL_API, TICKER_API
 from query_api._respond import ARROW, Payload, encode_arrow, encode_csv, negotiate
 from query_api._settings import ApiSettings
 from query_api._state import Services
-from stockdata.errors import (
-    FeatureDisabledError,
-    InvalidInputError,
-    PermissionDeniedError,
-)
+from stockdata.errors import FeatureDisabledError, InvalidInputError
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,31}$"
 MIC_PATTERN = r"^[A-Za-z]{4}$"
 
-TICKER_FLAG = "ticker_api_enabled"
-DELTA_FLAG = "delta_api_enabled"
-SQL_FLAG = "sql_api_enabled"
+TICKER_FLAG = TICKER_API
+DELTA_FLAG = DELTA_API
+SQL_FLAG = SQL_API
 
 _FORMAT_NOTE = " Formats: JSON by default; CSV with `Accept: text/csv` or `format=csv`{arrow}."
 _ARROW_NOTE = (
@@ -106,18 +104,14 @@ def services_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:
 async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Authenticate (when an authenticator is configured), then check the route's flag."""
     services = services_of(connection)
-    principal = None
-    if services.authenticator is not None:
-        principal = await services.authenticator.authenticate(connection.headers)
+    principal = await services.authenticator.authenticate(connection.headers)
     connection.state.principal = principal
     flag = handler.opt.get("flag")
     if flag and not services.flags.is_enabled(flag):
         raise FeatureDisabledError(f"this endpoint is switched off here (flag {flag})", flag=flag)
     role = handler.opt.get("role")
-    if role is not None and principal is not None:
-        have = getattr(principal, "role", None)
-        if have is None or Role(have).rank < Role(role).rank:
-            raise PermissionDeniedError(f"this endpoint needs the {role} role")
+    if role is not None:
+        require_role(principal, Role(role))
 
 
 def _upper(value: str | None) -> str | None:
@@ -200,7 +194,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @get("/exchanges", sync_to_thread=True, summary="List exchanges", tags=["catalog"])
     def list_exchanges(request: Request[Any, Any, Any]) -> m.ExchangeList:
         services = services_of(request)
-        with catalog.session_scope(services.catalog.engine()) as session:
+        with services.catalog.session() as session:
             rows = catalog.list_exchanges(session)
             data = [_exchange(e) for e in rows]
         return m.ExchangeList(data=data)
@@ -216,7 +210,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         ],
     ) -> m.Exchange:
         services = services_of(request)
-        with catalog.session_scope(services.catalog.engine()) as session:
+        with services.catalog.session() as session:
             return _exchange(catalog.get_exchange(session, mic.upper()))
 
     @get("/tickers", sync_to_thread=True, summary="Search tickers", tags=["catalog"])
@@ -236,7 +230,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         offset: OffsetParam = 0,
     ) -> m.TickerPage:
         services = services_of(request)
-        with catalog.session_scope(services.catalog.engine()) as session:
+        with services.catalog.session() as session:
             rows, total = catalog.search_tickers(
                 session, query=q or None, exchange_mic=_upper(exchange), limit=limit, offset=offset
             )
@@ -248,7 +242,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         request: Request[Any, Any, Any], symbol: Symbol, exchange: ExchangeParam = None
     ) -> m.Ticker:
         services = services_of(request)
-        with catalog.session_scope(services.catalog.engine()) as session:
+        with services.catalog.session() as session:
             t = catalog.get_ticker(session, symbol, exchange_mic=_upper(exchange))
             return _ticker(t, t.exchange.mic)
 

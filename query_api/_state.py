@@ -4,45 +4,27 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
-from catalog import DatabaseSettings, create_engine
+from catalog import DatabaseSettings, database_url, session_scope
+from query_api._auth import Authenticator
 from query_api._data import EodStore
+from query_api._flags import FeatureFlags
 from query_api._metrics import ApiMetrics
 from query_api._respond import Responder
+from query_api._sandbox import SqlSandbox
 from query_api._settings import ApiSettings
 from stockdata.errors import StockDataError, TransientError
 from stockdata.logs import get_logger, scrub_text
 
 log = get_logger(__name__)
-
-
-class Flags(Protocol):
-    """Feature flags: non-blocking reads (the SDK refreshes in the background)."""
-
-    def is_enabled(self, name: str) -> bool: ...
-
-    def close(self) -> None: ...
-
-
-class Authenticator(Protocol):
-    """Turns request headers into a principal, or raises AuthenticationError/PermissionDeniedError."""
-
-    async def authenticate(self, headers: Mapping[str, str]) -> Any: ...
-
-
-class AllEnabled:
-    """Flags when no flag provider is configured: every endpoint on."""
-
-    def is_enabled(self, name: str) -> bool:
-        return True
-
-    def close(self) -> None:
-        return None
 
 
 class CatalogAccess:
@@ -78,7 +60,12 @@ class CatalogAccess:
                     retry_after=self._retry,
                 )
             try:
-                self._engine = create_engine(self._settings)
+                self._engine = sa.create_engine(
+                    database_url(self._settings),
+                    pool_size=self._settings.database_pool_size,
+                    pool_pre_ping=True,
+                    connect_args={"connect_timeout": self._settings.database_connect_timeout},
+                )
             except StockDataError as exc:
                 self._error, self._failed_at = exc, time.monotonic()
                 log.warning("catalog_unavailable", error=scrub_text(exc.message))
@@ -89,9 +76,26 @@ class CatalogAccess:
                 ) from exc
             return self._engine
 
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A catalog session; an unreachable database becomes a 503 `catalog-unavailable`."""
+        try:
+            with session_scope(self.engine()) as session:
+                yield session
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise unavailable(exc) from exc
+
     def close(self) -> None:
         if self._engine is not None and self._owned:
             self._engine.dispose()
+
+
+def unavailable(exc: Exception) -> TransientError:
+    orig = getattr(exc, "orig", None) or exc
+    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(exc).__name__
+    return TransientError(
+        f"the catalog is unavailable: {scrub_text(first)}", code="catalog-unavailable"
+    )
 
 
 @dataclass
@@ -101,7 +105,7 @@ class Services:
     catalog: CatalogAccess
     metrics: ApiMetrics
     responder: Responder
-    flags: Flags
-    authenticator: Authenticator | None
-    sandbox: Any = None
+    flags: FeatureFlags
+    authenticator: Authenticator
+    sandbox: SqlSandbox | None = None
     extras: dict[str, Any] = field(default_factory=dict)

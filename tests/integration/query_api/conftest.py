@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 import lake
 from catalog import DatabaseSettings
 from query_api import ApiSettings, create_app
+from query_api._hardening import SecuritySettings
 
 #: A URL where nothing listens: the catalog is "down".
 DEAD_DATABASE_URL = "postgresql://stockdata:unused@127.0.0.1:1/stockdata"
@@ -86,6 +87,7 @@ def make_app(
     *,
     engine: Engine | None = None,
     database_url: str | None = None,
+    sql: bool = False,
     **overrides: Any,
 ) -> Litestar:
     db = None
@@ -98,6 +100,8 @@ def make_app(
         lake_settings=lake_settings,
         database_settings=db,
         engine=engine,
+        sql=sql,
+        security_settings=SecuritySettings(rate_limit_per_minute=0),
         access_logs=False,
     )
 
