@@ -203,7 +203,7 @@ class _Worker:
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from query_api._sandbox_worker import main; main()"],
+            [sys.executable, str(Path(__file__).with_name("_sandbox_worker.py"))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -213,7 +213,16 @@ class _Worker:
         self._in = self.proc.stdin
         self._out_fd = self.proc.stdout.fileno()
         self.ready = False
-        write_frame(self._in, ("init", lake_settings, settings))
+        limits = {
+            name: getattr(settings, name)
+            for name in (
+                "sql_threads",
+                "sql_memory_limit",
+                "sql_max_bytes",
+                "sql_snapshot_poll_seconds",
+            )
+        }
+        write_frame(self._in, ("init", lake_settings, limits))
 
     def _read_exact(self, size: int, deadline: float) -> bytes:
         chunks = []

@@ -1,12 +1,14 @@
 """The SQL sandbox's worker process: one locked-down DuckDB connection over the lake.
 
-Started by `query_api._sandbox.SqlSandbox` as a child Python running `main()`. It
+Started by `query_api._sandbox.SqlSandbox` as a script (`python .../_sandbox_worker.py`), so
+the child imports only `lake`, DuckDB and pyarrow, not the app package. It
 speaks length-prefixed pickle frames on its stdin/stdout (stdout is moved to a private fd
 and fd 1 points at stderr, so nothing a library prints can corrupt the protocol). The parent
 kills the whole process when a query runs past its time limit: DuckDB's interrupt does not
 stop every operator, a SIGKILL does.
 
-Frames in: `("init", LakeSettings, SqlSettings)` once, then `("run", sql, max_rows)`.
+Frames in: `("init", LakeSettings, limits)` once (limits: a dict of the `SqlSettings` fields
+`sql_threads`, `sql_memory_limit`, `sql_max_bytes`, `sql_snapshot_poll_seconds`), then `("run", sql, max_rows)`.
 Frames out: `("ready",)` once, then per query `("ok", ipc_bytes, truncated, elapsed_ms)` or
 `("error", code, message)`.
 """
@@ -25,7 +27,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from lake import LakeSettings
-    from query_api._sandbox import SqlSettings
 
 _HEADER = struct.Struct("!Q")
 
@@ -76,16 +77,12 @@ def lock_down(con: duckdb.DuckDBPyConnection, lake_settings: LakeSettings) -> No
 
 
 def locked_connection(
-    lake_settings: LakeSettings, sql_settings: SqlSettings
+    lake_settings: LakeSettings, *, threads: int, memory_limit: str
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the lake's views, locked down as the sandbox runs it."""
     import lake
 
-    con = lake.connect(
-        lake_settings,
-        threads=sql_settings.sql_threads,
-        memory_limit=sql_settings.sql_memory_limit,
-    )
+    con = lake.connect(lake_settings, threads=threads, memory_limit=memory_limit)
     lock_down(con, lake_settings)
     return con
 
@@ -93,9 +90,12 @@ def locked_connection(
 class _Session:
     """The worker's connection, rebuilt when the lake's table gains a new version."""
 
-    def __init__(self, lake_settings: LakeSettings, sql_settings: SqlSettings) -> None:
+    def __init__(self, lake_settings: LakeSettings, limits: dict[str, Any]) -> None:
         self.lake_settings = lake_settings
-        self.sql_settings = sql_settings
+        self.threads = int(limits["sql_threads"])
+        self.memory_limit = str(limits["sql_memory_limit"])
+        self.max_bytes = int(limits["sql_max_bytes"])
+        self.poll_seconds = float(limits["sql_snapshot_poll_seconds"])
         self.con: duckdb.DuckDBPyConnection | None = None
         self.version: int | None = None
         self.checked = 0.0
@@ -108,15 +108,14 @@ class _Session:
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         now = time.monotonic()
-        if (
-            self.con is not None
-            and now - self.checked < self.sql_settings.sql_snapshot_poll_seconds
-        ):
+        if self.con is not None and now - self.checked < self.poll_seconds:
             return self.con
         latest = self._latest_version()
         self.checked = now
         if self.con is None or latest != self.version:
-            fresh = locked_connection(self.lake_settings, self.sql_settings)
+            fresh = locked_connection(
+                self.lake_settings, threads=self.threads, memory_limit=self.memory_limit
+            )
             if self.con is not None:
                 self.con.close()
             self.con, self.version = fresh, latest
@@ -133,7 +132,7 @@ class _Session:
             rows = 0
             size = 0
             truncated = False
-            max_bytes = self.sql_settings.sql_max_bytes
+            max_bytes = self.max_bytes
             for batch in reader:
                 if rows + batch.num_rows > max_rows:
                     batch = batch.slice(0, max_rows - rows)
@@ -221,4 +220,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # Run as a script: drop this file's folder from the path so nothing in it shadows a package.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     main()

@@ -147,7 +147,7 @@ def test_the_byte_cap_cuts_a_wide_result(lake_settings: lake.LakeSettings) -> No
 
 
 def test_the_worker_connection_is_locked_down(lake_settings: lake.LakeSettings) -> None:
-    con = locked_connection(lake_settings, SqlSettings())
+    con = locked_connection(lake_settings, threads=1, memory_limit="512MB")
     try:
         assert con.execute(
             "select close from eod where ticker = 'MSFT' and trade_date = '2008-10-10'"
@@ -208,7 +208,7 @@ def test_the_sandbox_reads_a_lake_on_azurite_and_nothing_else(
     with SqlSandbox(settings, SqlSettings(sql_timeout_seconds=20.0)) as box:
         result = box.run("select close from eod where trade_date = '2008-10-10'")
         assert result.table.to_pylist() == [{"close": 18.029}]
-    con = locked_connection(settings, SqlSettings())
+    con = locked_connection(settings, threads=1, memory_limit="512MB")
     try:
         with pytest.raises(duckdb.PermissionException):
             con.execute(f"select * from read_parquet('az://{container}/elsewhere/*.parquet')")
