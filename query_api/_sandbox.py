@@ -16,8 +16,10 @@ import json
 import os
 import queue
 import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -72,6 +74,9 @@ class SqlSettings(StockdataSettings):
         default="512MB", description="DuckDB memory_limit of each worker."
     )
     sql_threads: int = Field(default=1, ge=1, description="DuckDB threads of each worker.")
+    sql_max_temp_size: str = Field(
+        default="1GB", description="Disk a worker may spill to (its own temporary directory)."
+    )
     sql_workers: int = Field(
         default=1, ge=1, le=32, description="Worker processes (queries run in parallel)."
     )
@@ -213,6 +218,7 @@ class _Worker:
         self._in = self.proc.stdin
         self._out_fd = self.proc.stdout.fileno()
         self.ready = False
+        self.temp_directory = tempfile.mkdtemp(prefix="stockdata-sql-")
         limits = {
             name: getattr(settings, name)
             for name in (
@@ -220,8 +226,10 @@ class _Worker:
                 "sql_memory_limit",
                 "sql_max_bytes",
                 "sql_snapshot_poll_seconds",
+                "sql_max_temp_size",
             )
         }
+        limits["temp_directory"] = self.temp_directory
         write_frame(self._in, ("init", lake_settings, limits))
 
     def _read_exact(self, size: int, deadline: float) -> bytes:
@@ -265,6 +273,7 @@ class _Worker:
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
                 stream.close()
+        shutil.rmtree(self.temp_directory, ignore_errors=True)
 
     def stop(self) -> None:
         """Close the pipe (the worker exits on EOF); kill it if it lingers."""

@@ -8,7 +8,8 @@ kills the whole process when a query runs past its time limit: DuckDB's interrup
 stop every operator, a SIGKILL does.
 
 Frames in: `("init", LakeSettings, limits)` once (limits: a dict of the `SqlSettings` fields
-`sql_threads`, `sql_memory_limit`, `sql_max_bytes`, `sql_snapshot_poll_seconds`), then `("run", sql, max_rows)`.
+`sql_threads`, `sql_memory_limit`, `sql_max_bytes`, `sql_snapshot_poll_seconds`,
+`sql_max_temp_size`, plus the private `temp_directory`), then `("run", sql, max_rows)`.
 Frames out: `("ready",)` once, then per query `("ok", ipc_bytes, truncated, elapsed_ms)` or
 `("error", code, message)`.
 """
@@ -61,13 +62,28 @@ def allowed_directories(lake_settings: LakeSettings) -> list[str]:
     return [root]
 
 
-def lock_down(con: duckdb.DuckDBPyConnection, lake_settings: LakeSettings) -> None:
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def lock_down(
+    con: duckdb.DuckDBPyConnection,
+    lake_settings: LakeSettings,
+    *,
+    temp_directory: str | None = None,
+    max_temp_size: str | None = None,
+) -> None:
     """Switch external access off (except the lake) and freeze the configuration.
 
     Runs AFTER the lake's tables are attached and the extensions loaded: the Delta
     extension keeps reading the lake's files because its root is in `allowed_directories`.
+    DuckDB also allows its own spill directory, so that is set to a private one first.
     """
-    dirs = ", ".join("'" + d.replace("'", "''") + "'" for d in allowed_directories(lake_settings))
+    if temp_directory is not None:
+        con.execute(f"SET temp_directory = {_literal(temp_directory)}")
+    if max_temp_size is not None:
+        con.execute(f"SET max_temp_directory_size = {_literal(max_temp_size)}")
+    dirs = ", ".join(_literal(d) for d in allowed_directories(lake_settings))
     con.execute(f"SET allowed_directories = [{dirs}]")
     con.execute("SET enable_external_access = false")
     con.execute("SET python_enable_replacements = false")
@@ -77,13 +93,18 @@ def lock_down(con: duckdb.DuckDBPyConnection, lake_settings: LakeSettings) -> No
 
 
 def locked_connection(
-    lake_settings: LakeSettings, *, threads: int, memory_limit: str
+    lake_settings: LakeSettings,
+    *,
+    threads: int,
+    memory_limit: str,
+    temp_directory: str | None = None,
+    max_temp_size: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the lake's views, locked down as the sandbox runs it."""
     import lake
 
     con = lake.connect(lake_settings, threads=threads, memory_limit=memory_limit)
-    lock_down(con, lake_settings)
+    lock_down(con, lake_settings, temp_directory=temp_directory, max_temp_size=max_temp_size)
     return con
 
 
@@ -96,6 +117,8 @@ class _Session:
         self.memory_limit = str(limits["sql_memory_limit"])
         self.max_bytes = int(limits["sql_max_bytes"])
         self.poll_seconds = float(limits["sql_snapshot_poll_seconds"])
+        self.temp_directory = limits.get("temp_directory")
+        self.max_temp_size = limits.get("sql_max_temp_size")
         self.con: duckdb.DuckDBPyConnection | None = None
         self.version: int | None = None
         self.checked = 0.0
@@ -114,7 +137,11 @@ class _Session:
         self.checked = now
         if self.con is None or latest != self.version:
             fresh = locked_connection(
-                self.lake_settings, threads=self.threads, memory_limit=self.memory_limit
+                self.lake_settings,
+                threads=self.threads,
+                memory_limit=self.memory_limit,
+                temp_directory=self.temp_directory,
+                max_temp_size=self.max_temp_size,
             )
             if self.con is not None:
                 self.con.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,3 +217,16 @@ def test_the_sandbox_reads_a_lake_on_azurite_and_nothing_else(
             con.execute("select * from read_csv('/etc/passwd')")
     finally:
         con.close()
+
+
+def test_only_the_lake_and_a_private_spill_directory_are_reachable(
+    sandbox: SqlSandbox, lake_settings: lake.LakeSettings
+) -> None:
+    result = sandbox.run("select current_setting('allowed_directories') as dirs")
+    dirs = result.table.to_pylist()[0]["dirs"]
+    assert dirs[0] == lake_settings.root + "/"
+    assert len(dirs) == 2
+    assert dirs[1].startswith(str(Path(tempfile.gettempdir()) / "stockdata-sql-"))
+    assert sandbox.run(
+        "select current_setting('max_temp_directory_size') as m"
+    ).table.to_pylist() == [{"m": "953.6 MiB"}]
