@@ -13,7 +13,13 @@ from deltalake.exceptions import CommitFailedError
 
 from lake._schema import EOD_TABLE
 from lake._settings import LakeSettings
-from lake._write import RetryPolicy, open_table, writer_properties
+from lake._write import (
+    PARTITIONS_KEY,
+    SORTED_KEY,
+    RetryPolicy,
+    open_table,
+    writer_properties,
+)
 from stockdata.errors import InvalidInputError, NotFoundError, TransientError
 from stockdata.logs import get_logger
 
@@ -94,24 +100,35 @@ def table_info(settings: LakeSettings, *, name: str = EOD_TABLE) -> TableInfo:
 
 
 def partitions_to_optimize(table: DeltaTable) -> list[str]:
-    """Partitions with a file added since the last optimize, or with more than one file."""
+    """Partitions to rewrite: more than one file, or touched since the last optimize by a
+    commit that may have left them unsorted (a merge, or a writer that is not ours)."""
     adds = pa.table(table.get_add_actions(flatten=True))
     if adds.num_rows == 0:
         return []
-    _, since_ms = _last_optimize(table)
     counts = adds.group_by("partition.period").aggregate(
         [("path", "count"), ("modification_time", "max")]
     )
-    chosen = []
-    for part, files, newest in zip(
-        counts.column("partition.period").to_pylist(),
-        counts.column("path_count").to_pylist(),
-        counts.column("modification_time_max").to_pylist(),
-        strict=True,
-    ):
-        if files > 1 or since_ms is None or newest > since_ms:
-            chosen.append(part)
-    return sorted(chosen)
+    periods = counts.column("partition.period").to_pylist()
+    chosen = {
+        p for p, n in zip(periods, counts.column("path_count").to_pylist(), strict=True) if n > 1
+    }
+    foreign_since: int | None = None
+    for commit in table.history():
+        if commit.get(OPTIMIZE_KEY) == "optimize":
+            break
+        if commit.get("operation") in {"CREATE TABLE", "VACUUM START", "VACUUM END"}:
+            continue
+        touched = commit.get(PARTITIONS_KEY)
+        if touched is None:  # not written by write_bars: judge its files by their time
+            # its files were written a little before it committed
+            start = int(commit.get("timestamp", 0)) - 60_000
+            foreign_since = start if foreign_since is None else min(foreign_since, start)
+        elif commit.get(SORTED_KEY) != "true":
+            chosen.update(str(touched).split(","))
+    if foreign_since is not None:
+        newest = counts.column("modification_time_max").to_pylist()
+        chosen.update(p for p, t in zip(periods, newest, strict=True) if t >= foreign_since)
+    return sorted(chosen & set(periods))
 
 
 def optimize(

@@ -78,7 +78,14 @@ def views_sql(settings: LakeSettings, *, pin: bool = True, version: int | None =
 
 
 def init_sql(settings: LakeSettings) -> str:
-    """A script for a plain `duckdb` shell that sets up the same views (`lake duckdb-init`)."""
+    """A script for a plain `duckdb` shell that sets up the same views (`lake duckdb-init`).
+
+    Never contains a secret: a connection-string credential is printed as a placeholder.
+    """
+    if open_table(settings, EOD_TABLE) is not None:
+        from lake._write import ensure_table
+
+        ensure_table(settings, REJECTS_TABLE)  # the script attaches it; it may not exist yet
     lines = [
         "-- stockdata lake views; run with: duckdb -init <this file>",
         "SET autoinstall_known_extensions = false;",

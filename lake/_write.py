@@ -35,6 +35,10 @@ from stockdata.logs import get_logger
 
 log = get_logger(__name__)
 
+#: Commit metadata: the partitions a write touched, and whether it left them sorted.
+PARTITIONS_KEY = "stockdata.partitions"
+SORTED_KEY = "stockdata.sorted"
+
 #: The Delta application-transaction version a job commits with; a job writes once.
 JOB_TXN_VERSION = 1
 
@@ -214,14 +218,23 @@ def _merge_predicate(batch: pa.Table) -> str:
 
 
 def _commit_with_retry(
-    settings: LakeSettings, name: str, app_id: str, write: object, retry: RetryPolicy
+    settings: LakeSettings,
+    name: str,
+    app_id: str,
+    write: object,
+    retry: RetryPolicy,
+    *,
+    metadata: dict[str, str] | None = None,
 ) -> tuple[dict[str, int], int | None, bool, int]:
     """Run `write(table, commit_properties)` once per app id, retrying commit conflicts."""
     for attempt in range(retry.attempts):
         table = ensure_table(settings, name)
         if table.transaction_version(app_id) is not None:
             return {}, table.version(), False, attempt + 1
-        props = CommitProperties(app_transactions=[Transaction(app_id, JOB_TXN_VERSION)])
+        props = CommitProperties(
+            app_transactions=[Transaction(app_id, JOB_TXN_VERSION)],
+            custom_metadata=dict(metadata or {}),
+        )
         try:
             metrics = write(table, props)  # type: ignore[operator]
         except CommitFailedError as exc:
@@ -292,6 +305,10 @@ def write_bars(
         now=dt.datetime.now(dt.UTC),
     )
     predicate = _merge_predicate(batch)
+    touched = ",".join(sorted(pc.unique(batch.column("period")).to_pylist()))
+    # Which partitions this commit touched and whether their files stay sorted (the guarded
+    # append writes the sorted batch; a merge may not): `optimize` reads this from the log.
+    metadata = {PARTITIONS_KEY: touched, SORTED_KEY: "false"}
     props_writer = writer_properties(settings)
 
     def merge(table: DeltaTable, props: CommitProperties) -> dict[str, int]:
@@ -307,7 +324,10 @@ def write_bars(
                 predicate=_append_predicate(batch),
                 writer_properties=props_writer,
                 target_file_size=settings.lake_target_file_bytes,
-                commit_properties=props,
+                commit_properties=CommitProperties(
+                    app_transactions=[Transaction(job_id, JOB_TXN_VERSION)],
+                    custom_metadata={**metadata, SORTED_KEY: "true"},
+                ),
             )
             table.update_incremental()
             added = table.history(1)[0].get("operationMetrics", {}).get("num_added_files", 0)
@@ -332,7 +352,7 @@ def write_bars(
         return {k: int(v) for k, v in result.items() if isinstance(v, int | float)}
 
     metrics, version, committed, attempts = _commit_with_retry(
-        settings, EOD_TABLE, job_id, merge, retry
+        settings, EOD_TABLE, job_id, merge, retry, metadata=metadata
     )
     inserted = metrics.get("num_target_rows_inserted", 0)
     updated = metrics.get("num_target_rows_updated", 0)

@@ -65,7 +65,9 @@ def sql(query: str, fmt: str, as_of: str | None) -> None:
     if result.description is None:
         return
     columns = [d[0] for d in result.description]
-    rows = result.fetchall()
+    # Through Arrow: timezone-aware timestamps convert without pytz.
+    arrow = result.to_arrow_table()
+    rows = [tuple(r.values()) for r in arrow.to_pylist()] if arrow.num_columns else []
     if fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)

@@ -1,0 +1,195 @@
+"""`stockdata sql` and `stockdata lake` as a user runs them: real processes, real Delta files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+import lake
+
+TODAY = dt.date(2026, 1, 2)
+
+
+def run(settings: lake.LakeSettings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKDATA_")}
+    env["STOCKDATA_HOME"] = str(settings.home)
+    env["STOCKDATA_LAKE_URI"] = settings.lake_uri or ""
+    if settings.lake_azure_connection_string is not None:
+        env["STOCKDATA_LAKE_AZURE_CONNECTION_STRING"] = (
+            settings.lake_azure_connection_string.get_secret_value()
+        )
+    return subprocess.run(
+        [sys.executable, "-m", "stockdata", "--log-level", "WARNING", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def loaded(lake_settings: lake.LakeSettings, msft_bars: pa.Table) -> lake.LakeSettings:
+    """MSFT loaded, on disk and on Azurite."""
+    lake.write_bars(lake_settings, msft_bars, job_id="job-1", today=TODAY)
+    return lake_settings
+
+
+@pytest.fixture
+def loaded_local(tmp_path: Path, msft_bars: pa.Table) -> lake.LakeSettings:
+    """MSFT loaded on disk: the storage-independent CLI behaviour, without a second run."""
+    settings = lake.LakeSettings(lake_uri=str(tmp_path / "lake"), home=tmp_path)
+    lake.write_bars(settings, msft_bars, job_id="job-1", today=TODAY)
+    return settings
+
+
+def test_sql_counts_msft(loaded: lake.LakeSettings) -> None:
+    out = run(loaded, "sql", "select count(*) from eod where ticker='MSFT'")
+    assert (out.returncode, out.stdout, out.stderr) == (0, "7983\n", "")
+
+
+def test_sql_formats(loaded_local: lake.LakeSettings) -> None:
+    query = (
+        "select ticker, trade_date, close from eod where ticker = 'MSFT' "
+        "and trade_date between DATE '2017-11-08' and DATE '2017-11-10' order by trade_date"
+    )
+    as_csv = run(loaded_local, "sql", query, "--format", "csv")
+    assert as_csv.stdout == (
+        "ticker,trade_date,close\n"
+        "MSFT,2017-11-08,84.56\nMSFT,2017-11-09,84.09\nMSFT,2017-11-10,83.87\n"
+    )
+    as_json = run(loaded_local, "sql", query, "--format", "json")
+    assert [json.loads(line) for line in as_json.stdout.splitlines()] == [
+        {"ticker": "MSFT", "trade_date": "2017-11-08", "close": 84.56},
+        {"ticker": "MSFT", "trade_date": "2017-11-09", "close": 84.09},
+        {"ticker": "MSFT", "trade_date": "2017-11-10", "close": 83.87},
+    ]
+    as_table = run(loaded_local, "sql", query)
+    assert as_table.stdout == (
+        "ticker  trade_date  close\n"
+        "------  ----------  -----\n"
+        "MSFT    2017-11-08  84.56\n"
+        "MSFT    2017-11-09  84.09\n"
+        "MSFT    2017-11-10  83.87\n"
+    )
+
+
+def test_sql_error_is_one_line(loaded_local: lake.LakeSettings) -> None:
+    out = run(loaded_local, "sql", "select nope from eod")
+    assert out.returncode == 1
+    assert out.stdout == ""
+    assert len(out.stderr.splitlines()) == 1
+    assert out.stderr.startswith('error: Binder Error: Referenced column "nope" not found')
+
+
+def test_sql_as_of_version_and_restore(loaded: lake.LakeSettings, msft_bars: pa.Table) -> None:
+    # Blob storage keeps commit times to the second: leave a clear gap around the midpoint.
+    time.sleep(1.2)
+    between = dt.datetime.now(dt.UTC).isoformat()
+    time.sleep(1.2)
+    extra = lake.synthetic_bars(["ZZZ"], date_from=dt.date(2025, 1, 2), date_to=dt.date(2025, 1, 3))
+    lake.write_bars(loaded, extra, job_id="job-2", today=TODAY)
+    count = "select count(*) from eod"
+    assert run(loaded, "sql", count).stdout == "7985\n"
+    assert run(loaded, "sql", count, "--as-of", "1").stdout == "7983\n"
+    assert run(loaded, "sql", count, "--as-of", between).stdout == "7983\n"
+    bad = run(loaded, "sql", count, "--as-of", "9")
+    assert (bad.returncode, bad.stderr) == (1, "error: version 9 does not exist: the latest is 2\n")
+
+    restored = run(loaded, "lake", "restore", "--version", "1")
+    assert (restored.returncode, restored.stdout) == (
+        0,
+        "restored eod_prices to version 1; now at version 3\n",
+    )
+    assert run(loaded, "sql", count).stdout == "7983\n"
+
+
+def test_lake_info_optimize_and_vacuum(
+    loaded_local: lake.LakeSettings, msft_bars: pa.Table
+) -> None:
+    info = run(loaded_local, "lake", "info").stdout.splitlines()
+    assert info[0] == f"table:          {loaded_local.table_uri(lake.EOD_TABLE)}"
+    assert info[1:5] == [
+        "version:        1",
+        "rows:           7983",
+        "files:          32",
+        "partitions:     32",
+    ]
+    assert info[6:] == ["last optimize:  never", "oldest version: 0"]
+
+    # the load appended sorted files, one per partition: nothing to rewrite
+    assert run(loaded_local, "lake", "optimize").stdout == "nothing to optimize\n"
+    # a merge into 1986 may leave it unsorted: only that partition is rewritten
+    lake.write_bars(loaded_local, msft_bars.slice(0, 3), job_id="job-2", today=TODAY)
+    first = run(loaded_local, "lake", "optimize")
+    assert first.stdout == "optimized 1 partition(s) 1986: 1 file(s) -> 1, 204 rows, version 3\n"
+    assert run(loaded_local, "lake", "optimize").stdout == "nothing to optimize\n"
+
+    after = run(loaded_local, "lake", "info").stdout.splitlines()
+    assert after[1] == "version:        3"
+    assert after[6].startswith("last optimize:  version 3 at ")
+    table = DeltaTable(
+        loaded_local.table_uri(lake.EOD_TABLE), storage_options=loaded_local.storage_options()
+    )
+    assert table.history(1)[0]["stockdata.partition"] == "1986"
+    assert run(loaded_local, "sql", "select count(*) from eod").stdout == "7983\n"
+    table.update_incremental()
+    assert len([f for f in table.file_uris() if "period=1986" in f]) == 1
+    rewritten = table.to_pyarrow_table(partitions=[("period", "=", "1986")])
+    dates = rewritten.column("trade_date").to_pylist()
+    assert dates == sorted(dates) and len(dates) == 204
+
+    refused = run(loaded_local, "lake", "vacuum", "--retention-hours", "1")
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "error: refusing to vacuum with a retention of 1 h: the minimum is 24 h "
+        "(STOCKDATA_LAKE_MIN_VACUUM_RETENTION_HOURS); readers pinned to older versions would "
+        "lose their files\n"
+    )
+    dry = run(loaded_local, "lake", "vacuum", "--retention-hours", "24", "--dry-run")
+    assert (dry.returncode, dry.stdout) == (0, "would delete 0 file(s)\n")
+
+
+def test_lake_on_an_empty_home_says_what_to_do(tmp_path: Path) -> None:
+    settings = lake.LakeSettings(home=tmp_path, lake_uri=str(tmp_path / "nolake"))
+    out = run(settings, "sql", "select 1")
+    assert out.returncode == 1
+    assert out.stderr == (
+        f"error: no eod_prices table at {tmp_path / 'nolake'}/eod_prices: load data first "
+        "(`stockdata ingest load` or `stockdata demo --no-serve`)\n"
+    )
+
+
+def test_duckdb_init_prints_no_secret_and_works_in_a_plain_shell(
+    loaded: lake.LakeSettings,
+) -> None:
+    out = run(loaded, "lake", "duckdb-init")
+    assert out.returncode == 0
+    script = out.stdout
+    if loaded.is_azure:
+        key = loaded.storage_options()["account_key"]
+        assert key not in script
+        assert (
+            "CREATE OR REPLACE SECRET stockdata_lake (TYPE azure, CONNECTION_STRING "
+            "'<your storage connection string>');"
+        ) in script.splitlines()
+        return
+    import duckdb
+
+    con = duckdb.connect(config={"allow_unsigned_extensions": False})
+    for stmt in script.split(";\n"):
+        if stmt.strip() and not stmt.lstrip().startswith("--"):
+            con.execute(stmt)
+        elif "\n" in stmt.strip():
+            con.execute(stmt.split("\n", 1)[1])
+    assert con.execute(
+        "select count(*) from eod_deltas where change_21 is not null"
+    ).fetchone() == (7983 - 21,)
