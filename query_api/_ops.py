@@ -12,6 +12,7 @@ from litestar import MediaType, Request, Response, get
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from query_api import _models as m
@@ -80,7 +81,17 @@ async def live() -> m.Live:
     return m.Live(status="ok")
 
 
-@get("/health/ready", summary="Readiness", tags=["health"], sync_to_thread=True)
+@get(
+    "/health/ready",
+    summary="Readiness",
+    tags=["health"],
+    sync_to_thread=True,
+    responses={
+        503: ResponseSpec(
+            data_container=m.Health, description="Not ready: `checks` names what is down."
+        )
+    },
+)
 def ready(request: Request[Any, Any, Any]) -> Response[m.Health]:
     """Catalog and lake reachable; 503 naming what is down."""
     services: Services = request.app.state.services

@@ -13,6 +13,7 @@ import pyarrow as pa
 from litestar import Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.types import ControllerRouterHandler
@@ -23,6 +24,7 @@ from query_api import _models as m
 from query_api._auth import require_role
 from query_api._data import BAR_SCHEMA, DeltaRow
 from query_api._flags import DELTA_API, SQL_API, TICKER_API
+from query_api._problems import PROBLEM_MEDIA_TYPE, Problem
 from query_api._respond import ARROW, Payload, encode_arrow, encode_csv, negotiate
 from query_api._settings import ApiSettings
 from query_api._state import Services
@@ -94,6 +96,22 @@ ToParam = Annotated[
     ),
 ]
 OffsetParam = Annotated[int, QueryParameter(ge=0, le=1_000_000_000, description="Rows to skip.")]
+
+
+def _problems(*statuses: int) -> dict[int, ResponseSpec]:
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            media_type=PROBLEM_MEDIA_TYPE,
+            description=f"{status} problem (RFC 9457); `type` names the error.",
+            generate_examples=False,
+        )
+        for status in statuses
+    }
+
+
+#: Every route documents its problem+json answers (validation, auth, flags, limits, outages).
+ERRORS = _problems(400, 401, 403, 404, 406, 413, 422, 429, 500, 503)
 
 
 def services_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:
@@ -191,7 +209,13 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
 
     # -- exchanges and tickers (catalog) -----------------------------------------------------
 
-    @get("/exchanges", sync_to_thread=True, summary="List exchanges", tags=["catalog"])
+    @get(
+        "/exchanges",
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="List exchanges",
+        tags=["catalog"],
+    )
     def list_exchanges(request: Request[Any, Any, Any]) -> m.ExchangeList:
         services = services_of(request)
         with services.catalog.session() as session:
@@ -199,7 +223,13 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             data = [_exchange(e) for e in rows]
         return m.ExchangeList(data=data)
 
-    @get("/exchanges/{mic:str}", sync_to_thread=True, summary="One exchange", tags=["catalog"])
+    @get(
+        "/exchanges/{mic:str}",
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="One exchange",
+        tags=["catalog"],
+    )
     def one_exchange(
         request: Request[Any, Any, Any],
         mic: Annotated[
@@ -213,7 +243,13 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         with services.catalog.session() as session:
             return _exchange(catalog.get_exchange(session, mic.upper()))
 
-    @get("/tickers", sync_to_thread=True, summary="Search tickers", tags=["catalog"])
+    @get(
+        "/tickers",
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="Search tickers",
+        tags=["catalog"],
+    )
     def list_tickers(
         request: Request[Any, Any, Any],
         q: Annotated[
@@ -237,7 +273,13 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             data = [_ticker(t, mic) for t, mic in rows]
         return m.TickerPage(data=data, pagination=_page(limit, offset, total))
 
-    @get("/tickers/{symbol:str}", sync_to_thread=True, summary="One ticker", tags=["catalog"])
+    @get(
+        "/tickers/{symbol:str}",
+        sync_to_thread=True,
+        responses=ERRORS,
+        summary="One ticker",
+        tags=["catalog"],
+    )
     def one_ticker(
         request: Request[Any, Any, Any], symbol: Symbol, exchange: ExchangeParam = None
     ) -> m.Ticker:
@@ -251,6 +293,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @get(
         "/eod/{symbol:str}",
         sync_to_thread=True,
+        responses=ERRORS,
         summary="Bars of one ticker",
         description="One date (`date`), a range (`from`/`to`), or the latest bar; sorted by date."
         + _FORMAT_NOTE.format(arrow=_ARROW_NOTE),
@@ -326,6 +369,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @get(
         "/eod/{symbol:str}/latest",
         sync_to_thread=True,
+        responses=ERRORS,
         summary="Latest bar of one ticker",
         description="The most recent bar in the lake." + _FORMAT_NOTE.format(arrow=""),
         tags=["eod"],
@@ -342,6 +386,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @get(
         "/eod",
         sync_to_thread=True,
+        responses=ERRORS,
         summary="Every ticker on one date",
         description="All bars of one trading date, by ticker."
         + _FORMAT_NOTE.format(arrow=_ARROW_NOTE),
@@ -386,6 +431,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @get(
         "/eod/{symbol:str}/delta",
         sync_to_thread=True,
+        responses=ERRORS,
         summary="Change over N trading sessions",
         description="Absolute and percent change of the close over N sessions ending at `date` "
         "(the last session on or before it; the latest when absent). Session order, not "
@@ -455,6 +501,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @get(
         "/movers",
         sync_to_thread=True,
+        responses=ERRORS,
         summary="Top gainers or losers over N sessions",
         description="Tickers with a bar on `date`, ranked by percent change of the close over N "
         "sessions ending there (ties by ticker)." + _FORMAT_NOTE.format(arrow=""),
@@ -525,6 +572,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @post(
         "/sql",
         sync_to_thread=True,
+        responses=ERRORS,
         summary="Run one read-only SQL query",
         description="One SELECT or WITH statement over the views `eod`, `eod_deltas`, "
         "`eod_rejects`, in a sandboxed worker with time, row and byte limits. Needs the analyst "
@@ -565,6 +613,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @get(
         "/eod/ticker/{ticker:str}",
         sync_to_thread=True,
+        responses=ERRORS,
         summary="Latest bar (legacy route)",
         tags=["legacy"],
         opt={"flag": TICKER_FLAG},
@@ -575,6 +624,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @get(
         "/eod/ticker/{ticker:str}/delta/{days:int}",
         sync_to_thread=True,
+        responses=ERRORS,
         summary="Change over N sessions to the latest bar (legacy route)",
         tags=["legacy"],
         opt={"flag": DELTA_FLAG},
