@@ -123,6 +123,12 @@ def require_role(principal: Principal, role: Role) -> None:
         )
 
 
+def _unauthorized(message: str, *, invalid: bool = True) -> AuthenticationError:
+    """A 401 whose WWW-Authenticate follows RFC 6750 (the problem handler copies `headers`)."""
+    challenge = 'Bearer realm="stockdata"' + (', error="invalid_token"' if invalid else "")
+    return AuthenticationError(message, headers={"WWW-Authenticate": challenge})
+
+
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in headers.items()}
 
@@ -133,7 +139,7 @@ def _bearer(headers: dict[str, str]) -> str | None:
         return None
     scheme, _, token = value.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationError("the Authorization header must be 'Bearer <credentials>'")
+        raise _unauthorized("the Authorization header must be 'Bearer <credentials>'")
     return token.strip()
 
 
@@ -173,11 +179,12 @@ class ApiKeyAuthenticator:
         lower = _lower(headers)
         raw = _bearer(lower) or lower.get("x-api-key", "").strip() or None
         if raw is None:
-            raise AuthenticationError(
-                "an API key is required: send 'Authorization: Bearer sd_...' or 'X-API-Key: sd_...'"
+            raise _unauthorized(
+                "an API key is required: send 'Authorization: Bearer sd_...' or 'X-API-Key: sd_...'",
+                invalid=False,
             )
         if not raw.startswith(API_KEY_PREFIX) or len(raw) > 200:
-            raise AuthenticationError("the API key is malformed; keys start with 'sd_'")
+            raise _unauthorized("the API key is malformed; keys start with 'sd_'")
         digest = hashlib.sha256(raw.encode()).hexdigest()
         now = time.monotonic()
         with self._lock:
@@ -198,7 +205,7 @@ class ApiKeyAuthenticator:
         if principal is None:
             with self._lock:
                 self._cache.pop(digest, None)
-            raise AuthenticationError("the API key is unknown or revoked")
+            raise _unauthorized("the API key is unknown or revoked")
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
@@ -350,24 +357,22 @@ class JwtAuthenticator:
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         token = _bearer(_lower(headers))
         if token is None:
-            raise AuthenticationError(
-                "a bearer token is required: send 'Authorization: Bearer ...'"
+            raise _unauthorized(
+                "a bearer token is required: send 'Authorization: Bearer ...'", invalid=False
             )
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise AuthenticationError("the bearer token is not a well-formed JWT") from None
+            raise _unauthorized("the bearer token is not a well-formed JWT") from None
         alg = header.get("alg")
         if alg != "RS256":
-            raise AuthenticationError(
-                f"token algorithm {str(alg)[:16]!r} is not allowed; use RS256"
-            )
+            raise _unauthorized(f"token algorithm {str(alg)[:16]!r} is not allowed; use RS256")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise AuthenticationError("the token has no key id (kid)")
+            raise _unauthorized("the token has no key id (kid)")
         key = await self.jwks.key(kid)
         if key is None:
-            raise AuthenticationError("the token's signing key is unknown")
+            raise _unauthorized("the token's signing key is unknown")
         try:
             claims = jwt.decode(
                 token,
@@ -379,15 +384,15 @@ class JwtAuthenticator:
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except jwt.ExpiredSignatureError:
-            raise AuthenticationError("the token has expired") from None
+            raise _unauthorized("the token has expired") from None
         except jwt.InvalidAudienceError:
-            raise AuthenticationError("the token's audience is not this API") from None
+            raise _unauthorized("the token's audience is not this API") from None
         except jwt.InvalidIssuerError:
-            raise AuthenticationError("the token's issuer is not trusted") from None
+            raise _unauthorized("the token's issuer is not trusted") from None
         except jwt.MissingRequiredClaimError as exc:
-            raise AuthenticationError(f"the token lacks the {exc.claim!r} claim") from None
+            raise _unauthorized(f"the token lacks the {exc.claim!r} claim") from None
         except jwt.PyJWTError:
-            raise AuthenticationError("the token's signature or claims are invalid") from None
+            raise _unauthorized("the token's signature or claims are invalid") from None
         role = _role_from_claims(claims, self._role_claim)
         return Principal(str(claims["sub"]), role, "jwt")
 

@@ -106,8 +106,12 @@ def test_flags_on_and_api_keys(
         unauthenticated = client.get("/v1/eod/MSFT/latest")
         assert unauthenticated.status_code == 401
         assert unauthenticated.json()["type"] == PROBLEMS + "unauthorized"
+        assert unauthenticated.headers["www-authenticate"] == 'Bearer realm="stockdata"'
         wrong = client.get("/v1/eod/MSFT/latest", headers={"X-API-Key": "sd_nope"})
         assert (wrong.status_code, wrong.json()["type"]) == (401, PROBLEMS + "unauthorized")
+        assert (
+            wrong.headers["www-authenticate"] == 'Bearer realm="stockdata", error="invalid_token"'
+        )
         assert client.get("/health/live").status_code == 200
         assert client.get("/docs").status_code == 200
 

@@ -239,6 +239,11 @@ def test_a_missing_token_is_401(idp: JwksServer) -> None:
         401,
         "a bearer token is required: send 'Authorization: Bearer ...'",
     )
+    assert error.fields == {"headers": {"WWW-Authenticate": 'Bearer realm="stockdata"'}}
+    expired = _refused(_jwt(idp), _bearer(idp.token(expires_in=-3600)))
+    assert expired.fields == {
+        "headers": {"WWW-Authenticate": 'Bearer realm="stockdata", error="invalid_token"'}
+    }
 
 
 def test_unknown_kids_cannot_force_jwks_fetches(idp: JwksServer) -> None:
