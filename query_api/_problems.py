@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from stockdata.errors import RateLimitedError, StockDataError, TransientError
+from stockdata.errors import AuthenticationError, RateLimitedError, StockDataError, TransientError
 from stockdata.logs import get_logger, scrub_text
 
 log = get_logger(__name__)
@@ -116,7 +116,7 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         headers: dict[str, str] = {}
         if isinstance(exc, TransientError) and exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-        if isinstance(exc, RateLimitedError):
+        if isinstance(exc, RateLimitedError | AuthenticationError):
             extra = exc.fields.get("headers")
             if isinstance(extra, dict):
                 headers.update({str(k): str(v) for k, v in extra.items()})
