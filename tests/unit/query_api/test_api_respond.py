@@ -1,0 +1,90 @@
+"""Content negotiation, ETags and the version-keyed response cache."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from litestar.testing import RequestFactory
+
+from query_api._respond import (
+    Encoded,
+    ResponseCache,
+    _matches,
+    etag_for,
+    negotiate,
+    request_key,
+)
+from stockdata.errors import InvalidInputError
+
+ALL = ("json", "csv", "arrow")
+
+
+@pytest.mark.parametrize(
+    ("query", "accept", "expected"),
+    [
+        ({}, None, "json"),
+        ({}, "*/*", "json"),
+        ({}, "text/csv", "csv"),
+        ({}, "application/vnd.apache.arrow.stream", "arrow"),
+        ({}, "text/csv;q=0.5, application/vnd.apache.arrow.stream;q=0.9", "arrow"),
+        ({}, "text/csv;q=0", "json"),
+        ({"format": "csv"}, "application/vnd.apache.arrow.stream", "csv"),
+        ({"format": "json"}, "text/csv", "json"),
+    ],
+)
+def test_negotiate(query: dict[str, str], accept: str | None, expected: str) -> None:
+    headers = {"accept": accept} if accept else {}
+    request = RequestFactory().get("/v1/eod/MSFT", query_params=query, headers=headers)
+    assert negotiate(request, ALL) == expected
+
+
+def test_negotiate_refuses_a_format_the_route_does_not_serve() -> None:
+    request = RequestFactory().get("/v1/movers", query_params={"format": "arrow"})
+    with pytest.raises(InvalidInputError) as err:
+        negotiate(request, ("json", "csv"))
+    assert err.value.code == "unsupported-format"
+    arrow_accept = RequestFactory().get(
+        "/v1/movers", headers={"accept": "application/vnd.apache.arrow.stream"}
+    )
+    assert negotiate(arrow_accept, ("json", "csv")) == "json"
+
+
+def test_request_key_ignores_parameter_order() -> None:
+    a = RequestFactory().get(
+        "/v1/eod/MSFT", query_params={"from": "2008-01-01", "to": "2008-02-01"}
+    )
+    b = RequestFactory().get(
+        "/v1/eod/MSFT", query_params={"to": "2008-02-01", "from": "2008-01-01"}
+    )
+    assert request_key(a, "json") == request_key(b, "json")
+    assert request_key(a, "json") != request_key(a, "csv")
+
+
+def test_etag_depends_on_version_and_request() -> None:
+    assert etag_for(3, "GET /a") == etag_for(3, "GET /a")
+    assert etag_for(3, "GET /a") != etag_for(4, "GET /a")
+    assert etag_for(3, "GET /a") != etag_for(3, "GET /b")
+    tag = etag_for(3, "GET /a")
+    assert _matches(tag, tag)
+    assert _matches(f'"other", W/{tag}', tag)
+    assert _matches("*", tag)
+    assert not _matches('"other"', tag)
+    assert not _matches(None, tag)
+
+
+def test_cache_is_keyed_by_version_bounded_and_expires() -> None:
+    cache = ResponseCache(entries=2, max_age=60)
+    hit = Encoded(b"x", "application/json", time.monotonic())
+    cache.put(1, "a", hit)
+    assert cache.get(1, "a") == hit
+    assert cache.get(2, "a") is None
+    cache.put(1, "b", hit)
+    cache.get(1, "a")
+    cache.put(1, "c", hit)  # evicts b, the least recently used
+    assert cache.get(1, "b") is None
+    assert cache.get(1, "a") == hit
+    stale = ResponseCache(entries=10, max_age=5)
+    stale.put(1, "a", Encoded(b"x", "application/json", time.monotonic() - 6))
+    assert stale.get(1, "a") is None
+    assert len(stale) == 0
