@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from loaders._http import HttpClient, Reply
 from loaders._provider_settings import ProviderSettings
-from loaders.providers._arrow import bars_table, to_date, to_float, to_volume, unique
+from loaders.providers._arrow import empty_bars, json_bars, unique
 from loaders.providers._base import register
 from stockdata.errors import ConfigurationError, PermanentError, TransientError
 from stockdata.logs import get_logger
@@ -94,18 +94,16 @@ def eodhd_symbol(symbol: str, exchange_mic: str, *, exchange_code: str | None = 
     return f"{symbol.replace('.', '-')}.{code}"
 
 
-def _bar(row: Mapping[str, Any], ticker: str, exchange_mic: str) -> dict[str, Any]:
-    return {
-        "ticker": ticker,
-        "exchange_mic": exchange_mic,
-        "trade_date": to_date(row.get("date")),
-        "open": to_float(row.get("open")),
-        "high": to_float(row.get("high")),
-        "low": to_float(row.get("low")),
-        "close": to_float(row.get("close")),
-        "volume": to_volume(row.get("volume")),
-        "adj_close": to_float(row.get("adjusted_close")),
-    }
+#: BAR_SCHEMA column -> EODHD EoD field.
+FIELDS: dict[str, str] = {
+    "trade_date": "date",
+    "open": "open",
+    "high": "high",
+    "low": "low",
+    "close": "close",
+    "volume": "volume",
+    "adj_close": "adjusted_close",
+}
 
 
 @register("eodhd")
@@ -146,16 +144,21 @@ class EodhdProvider:
         date_to: dt.date,
     ) -> pa.Table:
         """One request per ticker: `/eod/{SYMBOL}.{CODE}?from&to&period=d`."""
-        rows: list[dict[str, Any]] = []
+        tables: list[pa.Table] = []
         for symbol in unique(symbols):
             code = eodhd_symbol(symbol, exchange_mic, exchange_code=self.exchange_code)
             payload = self._get(
                 f"eod/{code}",
                 {"from": date_from.isoformat(), "to": date_to.isoformat(), "period": "d"},
             )
-            rows.extend(_bar(r, symbol, exchange_mic) for r in payload)
-        log.info("provider_fetched", provider=self.name, symbols=len(symbols), rows=len(rows))
-        return bars_table(rows, source=self.name)
+            tables.append(
+                json_bars(
+                    payload, FIELDS, source=self.name, exchange_mic=exchange_mic, ticker=symbol
+                )
+            )
+        table = pa.concat_tables(tables) if tables else empty_bars()
+        log.info("provider_fetched", provider=self.name, symbols=len(symbols), rows=table.num_rows)
+        return table
 
     def list_exchanges(self) -> list[dict[str, Any]]:
         """One catalog row per operating MIC of each EODHD exchange (no timezone given)."""

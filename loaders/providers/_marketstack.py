@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from loaders._http import HttpClient, Reply
 from loaders._provider_settings import ProviderSettings
-from loaders.providers._arrow import bars_table, batched, to_date, to_float, to_volume, unique
+from loaders.providers._arrow import batched, json_bars, unique
 from loaders.providers._base import register
 from stockdata.errors import PermanentError, TransientError
 from stockdata.logs import get_logger
@@ -58,24 +58,23 @@ def check_marketstack(reply: Reply) -> None:
     )
 
 
-def _bar(row: Mapping[str, Any], exchange_mic: str) -> dict[str, Any]:
-    return {
-        "ticker": row.get("symbol"),
-        "exchange_mic": exchange_mic,
-        "trade_date": to_date(row.get("date")),
-        "open": to_float(row.get("open")),
-        "high": to_float(row.get("high")),
-        "low": to_float(row.get("low")),
-        "close": to_float(row.get("close")),
-        "volume": to_volume(row.get("volume")),
-        "adj_open": to_float(row.get("adj_open")),
-        "adj_high": to_float(row.get("adj_high")),
-        "adj_low": to_float(row.get("adj_low")),
-        "adj_close": to_float(row.get("adj_close")),
-        "adj_volume": to_float(row.get("adj_volume")),
-        "split_factor": to_float(row.get("split_factor")),
-        "dividend": to_float(row.get("dividend")),
-    }
+#: BAR_SCHEMA column -> Marketstack EoD field.
+FIELDS: dict[str, str] = {
+    "ticker": "symbol",
+    "trade_date": "date",
+    "open": "open",
+    "high": "high",
+    "low": "low",
+    "close": "close",
+    "volume": "volume",
+    "adj_open": "adj_open",
+    "adj_high": "adj_high",
+    "adj_low": "adj_low",
+    "adj_close": "adj_close",
+    "adj_volume": "adj_volume",
+    "split_factor": "split_factor",
+    "dividend": "dividend",
+}
 
 
 @register("marketstack")
@@ -141,7 +140,7 @@ class MarketstackProvider:
         date_to: dt.date,
     ) -> pa.Table:
         """Bars of `symbols` from `/eod`, in batches of ≤ 100 symbols and pages of 1,000 rows."""
-        rows: list[dict[str, Any]] = []
+        rows: list[Mapping[str, Any]] = []
         for batch in batched(unique(symbols), self.batch_size):
             params = {
                 "symbols": ",".join(batch),
@@ -149,7 +148,7 @@ class MarketstackProvider:
                 "date_to": date_to.isoformat(),
             }
             for data in self._pages("eod", params):
-                rows.extend(_bar(r, exchange_mic) for r in data)
+                rows.extend(data)
         log.info(
             "provider_fetched",
             provider=self.name,
@@ -159,7 +158,7 @@ class MarketstackProvider:
             date_from=str(date_from),
             date_to=str(date_to),
         )
-        return bars_table(rows, source=self.name)
+        return json_bars(rows, FIELDS, source=self.name, exchange_mic=exchange_mic)
 
     def fetch_exchange_day(
         self, exchange_mic: str, day: dt.date, *, symbols: Sequence[str] | None = None
@@ -171,12 +170,12 @@ class MarketstackProvider:
         batches: list[list[str] | None] = (
             list(batched(unique(symbols), self.batch_size)) if symbols else [None]
         )
-        rows: list[dict[str, Any]] = []
+        rows: list[Mapping[str, Any]] = []
         for batch in batches:
             params = {"symbols": ",".join(batch)} if batch else {}
             for data in self._pages(f"exchanges/{exchange_mic}/eod/{day.isoformat()}", params):
-                rows.extend(_bar(r, exchange_mic) for r in _eod_rows(data))
-        return bars_table(rows, source=self.name)
+                rows.extend(_eod_rows(data))
+        return json_bars(rows, FIELDS, source=self.name, exchange_mic=exchange_mic)
 
     def list_exchanges(self) -> list[dict[str, Any]]:
         """Exchanges as catalog rows; those without a four-letter MIC are left out."""

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from loaders._http import HttpClient, Reply
 from loaders._provider_settings import ProviderSettings
-from loaders.providers._arrow import bars_table, to_date, to_float, to_volume, unique
+from loaders.providers._arrow import empty_bars, json_bars, unique
 from loaders.providers._base import register
 from stockdata.errors import PermanentError, TransientError
 from stockdata.logs import get_logger
@@ -43,24 +43,22 @@ def tiingo_symbol(symbol: str) -> str:
     return symbol.replace(".", "-").lower()
 
 
-def _bar(row: Mapping[str, Any], ticker: str, exchange_mic: str) -> dict[str, Any]:
-    return {
-        "ticker": ticker,
-        "exchange_mic": exchange_mic,
-        "trade_date": to_date(row.get("date")),
-        "open": to_float(row.get("open")),
-        "high": to_float(row.get("high")),
-        "low": to_float(row.get("low")),
-        "close": to_float(row.get("close")),
-        "volume": to_volume(row.get("volume")),
-        "adj_open": to_float(row.get("adjOpen")),
-        "adj_high": to_float(row.get("adjHigh")),
-        "adj_low": to_float(row.get("adjLow")),
-        "adj_close": to_float(row.get("adjClose")),
-        "adj_volume": to_float(row.get("adjVolume")),
-        "split_factor": to_float(row.get("splitFactor")),
-        "dividend": to_float(row.get("divCash")),
-    }
+#: BAR_SCHEMA column -> Tiingo daily-prices field.
+FIELDS: dict[str, str] = {
+    "trade_date": "date",
+    "open": "open",
+    "high": "high",
+    "low": "low",
+    "close": "close",
+    "volume": "volume",
+    "adj_open": "adjOpen",
+    "adj_high": "adjHigh",
+    "adj_low": "adjLow",
+    "adj_close": "adjClose",
+    "adj_volume": "adjVolume",
+    "split_factor": "splitFactor",
+    "dividend": "divCash",
+}
 
 
 @register("tiingo")
@@ -92,7 +90,7 @@ class TiingoProvider:
         date_to: dt.date,
     ) -> pa.Table:
         """One request per ticker (Tiingo's daily endpoint takes one)."""
-        rows: list[dict[str, Any]] = []
+        tables: list[pa.Table] = []
         for symbol in unique(symbols):
             payload = self.http.get_json(
                 f"{self.base_url}/tiingo/daily/{tiingo_symbol(symbol)}/prices",
@@ -110,9 +108,14 @@ class TiingoProvider:
                 raise TransientError(
                     f"tiingo: answer for {symbol} is not a list of prices", code="invalid-body"
                 )
-            rows.extend(_bar(r, symbol, exchange_mic) for r in payload)
-        log.info("provider_fetched", provider=self.name, symbols=len(symbols), rows=len(rows))
-        return bars_table(rows, source=self.name)
+            tables.append(
+                json_bars(
+                    payload, FIELDS, source=self.name, exchange_mic=exchange_mic, ticker=symbol
+                )
+            )
+        table = pa.concat_tables(tables) if tables else empty_bars()
+        log.info("provider_fetched", provider=self.name, symbols=len(symbols), rows=table.num_rows)
+        return table
 
     def list_exchanges(self) -> list[dict[str, Any]]:
         raise PermanentError(

@@ -6,6 +6,7 @@ import contextlib
 import csv
 import datetime as dt
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -140,6 +141,12 @@ class StubServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # headers and body go out in two writes: without this, Nagle + delayed ACK
+                # add ~40 ms to every keep-alive response
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def do_GET(self) -> None:
                 stub._handle(self)

@@ -103,6 +103,7 @@ class MarketstackStub(StubServer):
         self.api_key = api_key
         self.exchanges = {e["mic"]: dict(e) for e in exchanges}
         self._bars: dict[str, list[dict[str, Any]]] = {}
+        self._queries: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         for symbol, rows in (bars or {}).items():
             self.set_bars(symbol, rows)
         if tickers is None:
@@ -117,7 +118,9 @@ class MarketstackStub(StubServer):
         """Replace one symbol's bars (kept newest first, as the API sorts them)."""
         full = [self._full_bar(symbol, r) for r in rows]
         full.sort(key=lambda b: b["_date"], reverse=True)
-        self._bars[symbol] = full
+        with self._lock:
+            self._bars[symbol] = full
+            self._queries.clear()
 
     @property
     def v1_url(self) -> str:
@@ -273,6 +276,31 @@ class MarketstackStub(StubServer):
                 rows.append(row)
         return self._paged(rows, request)
 
+    def _query(
+        self,
+        symbols: Sequence[str],
+        lo: dt.date,
+        hi: dt.date,
+        exchange_filter: str | None,
+        *,
+        latest: bool,
+    ) -> list[dict[str, Any]]:
+        """Matching bars, newest first (cached per query so paging stays cheap)."""
+        rows = [
+            b
+            for s in symbols
+            for b in self._bars.get(s, [])
+            if lo <= b["_date"] <= hi
+            and (exchange_filter is None or b["exchange"] == exchange_filter)
+        ]
+        rows.sort(key=lambda b: (-b["_date"].toordinal(), b["symbol"]))
+        if latest:
+            newest: dict[str, dict[str, Any]] = {}
+            for b in rows:
+                newest.setdefault(b["symbol"], b)
+            rows = list(newest.values())
+        return rows
+
     def _eod(
         self,
         request: RecordedRequest,
@@ -301,20 +329,17 @@ class MarketstackStub(StubServer):
         except ValueError:
             return self._error("validation_error", "Dates must be formatted as YYYY-MM-DD.")
         exchange_filter = mic or params.get("exchange")
-        rows = [
-            b
-            for s in symbols
-            for b in self._bars.get(s, [])
-            if lo <= b["_date"] <= hi
-            and (exchange_filter is None or b["exchange"] == exchange_filter)
-        ]
-        rows.sort(key=lambda b: (-b["_date"].toordinal(), b["symbol"]))
-        if day == "latest":
-            newest: dict[str, dict[str, Any]] = {}
-            for b in rows:
-                newest.setdefault(b["symbol"], b)
-            rows = list(newest.values())
-        chunk, pagination = page([self._public(b) for b in rows], params)
+        key = (tuple(symbols), lo, hi, exchange_filter, day == "latest")
+        with self._lock:
+            rows = self._queries.get(key)
+        if rows is None:
+            rows = self._query(symbols, lo, hi, exchange_filter, latest=day == "latest")
+            with self._lock:
+                if len(self._queries) > 64:
+                    self._queries.clear()
+                self._queries[key] = rows
+        chunk, pagination = page(rows, params)
+        chunk = [self._public(b) for b in chunk]
         if mic is None:
             return Response(200, {"pagination": pagination, "data": chunk})
         data = {**self._exchange_obj(mic, v1=request.path.startswith("/v1")), "eod": chunk}
