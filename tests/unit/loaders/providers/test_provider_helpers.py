@@ -149,3 +149,39 @@ def test_synthetic_provider_wraps_the_lake_generator() -> None:
     assert p.list_tickers("XNYS") == [
         {"exchange_mic": "XNYS", "symbol": "AAA", "name": None, "currency_code": None}
     ]
+
+
+def test_json_bars_keeps_going_past_a_bad_value() -> None:
+    from loaders.providers._arrow import json_bars
+    from loaders.providers._marketstack import FIELDS
+
+    good = {
+        "symbol": "MSFT",
+        "date": "2021-04-09T00:00:00+0000",
+        "open": 252.87,
+        "high": 255.99,
+        "low": 252.44,
+        "close": 255.85,
+        "volume": 24326800.0,
+    }
+    bad = good | {"date": "09/04/2021", "close": "n/a", "volume": None, "symbol": None}
+    table = json_bars([good, bad], FIELDS, source="marketstack", exchange_mic="XNAS")
+    assert table.schema == lake.BAR_SCHEMA
+    rows = table.to_pylist()
+    assert (rows[0]["trade_date"], rows[0]["close"], rows[0]["volume"]) == (
+        dt.date(2021, 4, 9),
+        255.85,
+        24326800,
+    )
+    assert (rows[1]["ticker"], rows[1]["trade_date"], rows[1]["close"], rows[1]["volume"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert rows[1]["open"] == 252.87
+    checked = lake.validate(table, today=dt.date(2022, 1, 1))
+    assert (checked.good.num_rows, checked.rejects.column("reason").to_pylist()) == (
+        1,
+        ["missing required value"],
+    )
