@@ -19,6 +19,7 @@ from catalog import Role
 from query_api import ApiSettings, create_app
 from query_api._auth import AuthSettings
 from query_api._flags import DELTA_API, SQL_API, TICKER_API, FlagSettings, environment_document
+from query_api._hardening import API_CSP, DOCS_CSP
 from query_api._sandbox import SqlSettings
 
 PROBLEMS = "https://stockdata.dev/problems/"
@@ -113,10 +114,16 @@ def test_flags_on_and_api_keys(
             wrong.headers["www-authenticate"] == 'Bearer realm="stockdata", error="invalid_token"'
         )
         assert client.get("/health/live").status_code == 200
-        assert client.get("/docs").status_code == 200
+        docs = client.get("/docs")
+        assert docs.status_code == 200
+        assert docs.headers["content-security-policy"] == DOCS_CSP
+        assert "ratelimit-limit" not in client.get("/health/live").headers
 
         legacy = client.get("/eod/ticker/MSFT", headers={"X-API-Key": keys["reader"]})
         assert legacy.status_code == 200
+        assert legacy.headers["content-security-policy"] == API_CSP
+        assert legacy.headers["x-frame-options"] == "DENY"
+        assert legacy.headers["ratelimit-limit"] == "600"
         assert legacy.json()["data"]["close"] == 83.87
         assert legacy.json()["data"]["date"] == "2017-11-10"
 
