@@ -11,10 +11,10 @@ import csv
 import datetime as dt
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import anyio
+import duckdb
 import pyarrow as pa
 
 import lake
@@ -66,8 +66,15 @@ def _sandbox(settings: lake.LakeSettings) -> list[str]:
         box.run("select 1")
         for label, sql in (("point lookup", POINT), ("21-session window, 10 rows", WINDOW)):
             cursor = con.cursor()
-            direct = timed(lambda sql=sql, c=cursor: c.execute(sql).to_arrow_table(), repeat=300)
-            sandboxed = timed(lambda sql=sql: box.run(sql), repeat=300)
+
+            def direct_run(sql: str = sql, c: duckdb.DuckDBPyConnection = cursor) -> object:
+                return c.execute(sql).to_arrow_table()
+
+            def sandbox_run(sql: str = sql) -> object:
+                return box.run(sql)
+
+            direct = timed(direct_run, repeat=300)
+            sandboxed = timed(sandbox_run, repeat=300)
             lines.append(_row(f"{label}: in-process DuckDB (no isolation)", direct))
             lines.append(_row(f"{label}: sandbox (check + worker + Arrow IPC)", sandboxed))
         lines.append(
@@ -102,7 +109,7 @@ def _jwt() -> list[str]:
             ),
             engine=None,
         )
-        token = idp.token(**{"https://stockdata.dev/role": "analyst"})
+        token = idp.token(extra={"https://stockdata.dev/role": "analyst"})
         headers = {"authorization": f"Bearer {token}"}
         client = pyjwt.PyJWKClient(idp.jwks_url, cache_keys=True)
 
@@ -148,7 +155,10 @@ def _middleware() -> list[str]:
     lines = []
     for label, app in (("no hardening", bare), ("security headers + rate limit", hardened)):
         with TestClient(app) as client:
-            fn: Callable[[], object] = lambda c=client: c.get("/ping")  # noqa: E731
+
+            def fn(c: TestClient[Litestar] = client) -> object:
+                return c.get("/ping")
+
             lines.append(
                 _row(f"GET /ping in-process (TestClient), {label}", timed(fn, repeat=2000))
             )

@@ -128,12 +128,20 @@ class JwksServer:
         now = int(time.time())
         return {"iss": iss, "sub": sub, "aud": aud, "iat": now, "exp": now + expires_in, **extra}
 
-    def token(self, *, key: SigningKey | None = None, **claims: Any) -> str:
-        """An RS256 token signed by `key` (default: the first published key)."""
+    def token(
+        self,
+        *,
+        key: SigningKey | None = None,
+        extra: dict[str, Any] | None = None,
+        **claims: Any,
+    ) -> str:
+        """An RS256 token signed by `key` (default: the first published key).
+
+        `extra` holds claims whose names are not identifiers (e.g. namespaced role claims).
+        """
         signer = key or self.key
-        return jwt.encode(
-            self.claims(**claims), signer.private, algorithm="RS256", headers={"kid": signer.kid}
-        )
+        body = {**self.claims(**claims), **(extra or {})}
+        return jwt.encode(body, signer.private, algorithm="RS256", headers={"kid": signer.kid})
 
     def unsigned_token(self, **claims: Any) -> str:
         """`alg: none` with an empty signature."""

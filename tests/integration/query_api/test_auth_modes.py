@@ -183,7 +183,7 @@ def _bearer(token: str) -> dict[str, str]:
 
 def test_a_good_rs256_token_carries_its_role(idp: JwksServer) -> None:
     auth = _jwt(idp)
-    token = idp.token(**{"https://stockdata.dev/role": "analyst"})
+    token = idp.token(extra={"https://stockdata.dev/role": "analyst"})
     assert _auth(auth, _bearer(token)) == Principal("auth0|alice", Role.ANALYST, "jwt")
     rbac = idp.token(sub="auth0|bob", permissions=["read:things", "stockdata:admin"])
     assert _auth(auth, _bearer(rbac)) == Principal("auth0|bob", Role.ADMIN, "jwt")
@@ -220,7 +220,7 @@ def test_a_good_rs256_token_carries_its_role(idp: JwksServer) -> None:
         ),
         (lambda idp: "not.a.jwt", "the bearer token is not a well-formed JWT"),
         (
-            lambda idp: idp.token(**{"https://stockdata.dev/role": "root"}),
+            lambda idp: idp.token(extra={"https://stockdata.dev/role": "root"}),
             "the token's role 'root' is unknown",
         ),
     ],
