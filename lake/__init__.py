@@ -15,12 +15,15 @@ from lake._reader import (
     DELTA_WINDOWS,
     LakeReader,
     connect,
+    cross_section_sql,
     extension_path,
     init_sql,
     views_sql,
 )
 from lake._schema import (
     BAR_SCHEMA,
+    BY_DATE_SCHEMA,
+    BY_DATE_TABLE,
     EOD_SCHEMA,
     EOD_TABLE,
     REJECT_SCHEMA,
@@ -41,6 +44,8 @@ from lake._write import (
 
 __all__ = [
     "BAR_SCHEMA",
+    "BY_DATE_SCHEMA",
+    "BY_DATE_TABLE",
     "DELTA_WINDOWS",
     "EOD_SCHEMA",
     "EOD_TABLE",
@@ -58,6 +63,7 @@ __all__ = [
     "checkpoint",
     "conform",
     "connect",
+    "cross_section_sql",
     "ensure_table",
     "extension_path",
     "init_sql",

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from lake._schema import EOD_TABLE
+from lake._schema import BY_DATE_TABLE, EOD_TABLE
 from lake._settings import LakeSettings
 from lake._write import (
     PARTITIONS_KEY,
@@ -131,13 +131,23 @@ def partitions_to_optimize(table: DeltaTable) -> list[str]:
     return sorted(chosen & set(periods))
 
 
+#: The order each table's rows are kept in.
+SORT_ORDER = {
+    EOD_TABLE: [("ticker", "ascending"), ("trade_date", "ascending")],
+    BY_DATE_TABLE: [("trade_date", "ascending"), ("ticker", "ascending")],
+}
+
+
 def optimize(
     settings: LakeSettings,
     *,
+    name: str = EOD_TABLE,
     partitions: list[str] | None = None,
     retry: RetryPolicy | None = None,
 ) -> OptimizeMetrics:
-    """Rewrite each touched partition sorted by (ticker, trade_date) into target-size files.
+    """Rewrite each touched partition in the table's order into target-size files.
+
+    eod_prices is sorted by (ticker, trade_date), eod_by_date by (trade_date, ticker).
 
     Never an unsorted compaction: `optimize.compact()` interleaves files and loses the
     clustering that makes per-ticker reads skip row groups. Each partition is one commit,
@@ -145,7 +155,7 @@ def optimize(
     rows. The commit carries `stockdata.operation = optimize` and the partition.
     """
     retry = retry or RetryPolicy()
-    table = _require(settings)
+    table = _require(settings, name)
     todo = partitions if partitions is not None else partitions_to_optimize(table)
     removed = added = rows = 0
     props = writer_properties(settings)
@@ -157,7 +167,7 @@ def optimize(
             if before == 0:
                 break
             data = table.to_pyarrow_table(partitions=[("period", "=", part)]).sort_by(
-                [("ticker", "ascending"), ("trade_date", "ascending")]
+                SORT_ORDER[name]
             )
             try:
                 write_deltalake(
@@ -179,7 +189,9 @@ def optimize(
             removed += before
             added += int(metrics.get("num_added_files", 0))
             rows += data.num_rows
-            log.info("partition_optimized", partition=part, rows=data.num_rows, files=before)
+            log.info(
+                "partition_optimized", table=name, partition=part, rows=data.num_rows, files=before
+            )
             break
         else:
             raise TransientError(

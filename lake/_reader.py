@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import threading
 import time
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 from deltalake import DeltaTable
 
-from lake._schema import EOD_TABLE, REJECTS_TABLE
-from lake._settings import LakeSettings, _sql_literal
+from lake._schema import BY_DATE_TABLE, EOD_TABLE, REJECTS_TABLE
+from lake._settings import Granularity, LakeSettings, _sql_literal
 from lake._write import open_table
 from stockdata.errors import ConfigurationError, NotFoundError
 
@@ -58,14 +61,59 @@ def _deltas_sql() -> str:
     )
 
 
+def cross_section_sql(
+    day: dt.date, *, exchange_mic: str, granularity: Granularity = "year"
+) -> str | None:
+    """SQL for every ticker's close on `day` and its 1/5/21/63/252-session changes.
+
+    Reads `eod_by_date` (date-ordered, so only the row groups of six dates are read). The
+    session k before `day` comes from the exchange's trading calendar; a ticker without a
+    bar on that session gets NULL there (eod_deltas instead takes the ticker's k-th
+    previous row). None when `day` is not a session.
+    """
+    from lake._synthetic import _sessions
+
+    sessions = _sessions(exchange_mic, day)
+    if len(sessions) == 0 or sessions[-1] != np.datetime64(day, "D"):
+        return None
+    dates = {0: day}
+    for k in DELTA_WINDOWS:
+        if len(sessions) > k:
+            dates[k] = sessions[-1 - k].astype(dt.date)
+    fmt = "%Y" if granularity == "year" else "%Y-%m"
+    periods = ", ".join(sorted({_sql_literal(d.strftime(fmt)) for d in dates.values()}))
+    wanted = ", ".join(f"DATE '{d}'" for d in dates.values())
+    picks = ", ".join(
+        f"max(close) FILTER (WHERE trade_date = DATE '{d}') AS c{k}" for k, d in dates.items()
+    )
+    cols = []
+    for k in DELTA_WINDOWS:
+        prev = f"c{k}" if k in dates else "CAST(NULL AS DOUBLE)"
+        cols.append(f"{prev} AS close_{k}_ago")
+        cols.append(f"c0 - {prev} AS change_{k}")
+        cols.append(f"round((c0 / {prev} - 1) * 100, 6) AS pct_change_{k}")
+    return (
+        f"SELECT ticker, exchange_mic, DATE '{day}' AS trade_date, c0 AS close, "
+        + ", ".join(cols)
+        + f" FROM (SELECT ticker, exchange_mic, {picks} FROM eod_by_date "
+        f"WHERE period IN ({periods}) AND exchange_mic = {_sql_literal(exchange_mic)} "
+        f"AND trade_date IN ({wanted}) GROUP BY ticker, exchange_mic) "
+        "WHERE c0 IS NOT NULL ORDER BY ticker"
+    )
+
+
 def views_sql(settings: LakeSettings, *, pin: bool = True, version: int | None = None) -> list[str]:
     """SQL that attaches the lake's tables and defines `eod`, `eod_deltas`, `eod_rejects`."""
     stmts = []
-    for alias, name in (("lake_eod", EOD_TABLE), ("lake_rejects", REJECTS_TABLE)):
+    for alias, name in (
+        ("lake_eod", EOD_TABLE),
+        ("lake_by_date", BY_DATE_TABLE),
+        ("lake_rejects", REJECTS_TABLE),
+    ):
         options = ["TYPE delta"]
         if pin:
             options.append("PIN_SNAPSHOT")
-        if version is not None and name == EOD_TABLE:
+        if version is not None and name in (EOD_TABLE, BY_DATE_TABLE):
             options.append(f"VERSION {int(version)}")
         stmts.append(
             f"ATTACH IF NOT EXISTS {_sql_literal(settings.table_uri(name))} AS {alias} "
@@ -73,6 +121,7 @@ def views_sql(settings: LakeSettings, *, pin: bool = True, version: int | None =
         )
     stmts.append("CREATE OR REPLACE VIEW eod AS SELECT * FROM lake_eod")
     stmts.append("CREATE OR REPLACE VIEW eod_rejects AS SELECT * FROM lake_rejects")
+    stmts.append("CREATE OR REPLACE VIEW eod_by_date AS SELECT * FROM lake_by_date")
     stmts.append(f"CREATE OR REPLACE VIEW eod_deltas AS {_deltas_sql()}")
     return stmts
 
@@ -82,10 +131,6 @@ def init_sql(settings: LakeSettings) -> str:
 
     Never contains a secret: a connection-string credential is printed as a placeholder.
     """
-    if open_table(settings, EOD_TABLE) is not None:
-        from lake._write import ensure_table
-
-        ensure_table(settings, REJECTS_TABLE)  # the script attaches it; it may not exist yet
     lines = [
         "-- stockdata lake views; run with: duckdb -init <this file>",
         "SET autoinstall_known_extensions = false;",
@@ -127,6 +172,7 @@ def connect(
         )
     from lake._write import ensure_table
 
+    ensure_table(settings, BY_DATE_TABLE)
     ensure_table(settings, REJECTS_TABLE)
     config: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": False,
@@ -197,6 +243,15 @@ class LakeReader:
                     if old is not None:
                         old.close()
             return self._con.cursor()
+
+    def cross_section(self, day: dt.date, *, exchange_mic: str = "XNYS") -> pa.Table:
+        """Every ticker of `exchange_mic` on `day` with its 1/5/21/63/252-session changes."""
+        sql = cross_section_sql(
+            day, exchange_mic=exchange_mic, granularity=self._settings.lake_partition
+        )
+        if sql is None:
+            raise NotFoundError(f"{day} is not a trading session of {exchange_mic}")
+        return self.connection().execute(sql).to_arrow_table()
 
     def close(self) -> None:
         with self._lock:

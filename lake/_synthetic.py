@@ -44,7 +44,7 @@ _SPLIT_P = 1 / 1500
 _DIVIDEND_EVERY = 63
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=256)
 def _sessions(exchange_mic: str, end: dt.date) -> np.ndarray:
     """Sessions (datetime64[D]) of the exchange from the epoch through `end`."""
     import exchange_calendars as xc
@@ -128,7 +128,7 @@ def _one(ticker: str, n: int, seed: int) -> dict[str, np.ndarray]:
         "adj_close": close * factor,
         "adj_volume": raw_volume / split_cum,
         "split_factor": split,
-        "dividend": np.round(q * prev_close, 4),
+        "dividend": q * prev_close,
     }
 
 

@@ -22,6 +22,8 @@ from deltalake import (
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from lake._schema import (
+    BY_DATE_SCHEMA,
+    BY_DATE_TABLE,
     EOD_SCHEMA,
     EOD_TABLE,
     REJECT_SCHEMA,
@@ -116,7 +118,11 @@ def ensure_table(settings: LakeSettings, name: str) -> DeltaTable:
     table = open_table(settings, name)
     if table is not None:
         return table
-    schema, partition = (EOD_SCHEMA, ["period"]) if name == EOD_TABLE else (REJECT_SCHEMA, None)
+    schema, partition = {
+        EOD_TABLE: (EOD_SCHEMA, ["period"]),
+        BY_DATE_TABLE: (BY_DATE_SCHEMA, ["period"]),
+        REJECTS_TABLE: (REJECT_SCHEMA, None),
+    }[name]
     try:
         DeltaTable.create(
             settings.table_uri(name),
@@ -275,6 +281,77 @@ def write_rejects(
     return stamped.num_rows if committed else 0
 
 
+def by_date_rows(batch: pa.Table) -> pa.Table:
+    """The `eod_by_date` projection of an eod_prices batch, sorted by (trade_date, ticker)."""
+    projected = batch.select(BY_DATE_SCHEMA.names).cast(BY_DATE_SCHEMA)
+    if projected.num_rows < 2:
+        return projected
+    encoded = pc.dictionary_encode(projected.column("ticker").combine_chunks())
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    rank = np.asarray(pc.rank(encoded.dictionary, sort_keys="ascending", tiebreaker="min"))
+    ticker_rank = rank.astype(np.int64)[np.asarray(encoded.indices)]
+    days = np.asarray(
+        projected.column("trade_date").combine_chunks().cast(pa.int32()), dtype=np.int64
+    )
+    order = np.argsort((days << 32) | ticker_rank, kind="stable")
+    return projected.combine_chunks().take(pa.array(order))
+
+
+def _upsert(
+    settings: LakeSettings, name: str, batch: pa.Table, *, app_id: str, retry: RetryPolicy
+) -> tuple[dict[str, int], int | None, bool, int]:
+    """Insert-or-update `batch` (sorted, with `period`) keyed by (ticker, trade_date), once."""
+    predicate = _merge_predicate(batch)
+    touched = ",".join(sorted(pc.unique(batch.column("period")).to_pylist()))
+    # Which partitions this commit touched and whether their files stay sorted (the guarded
+    # append writes the sorted batch; a merge may not): `optimize` reads this from the log.
+    metadata = {PARTITIONS_KEY: touched, SORTED_KEY: "false"}
+    props_writer = writer_properties(settings)
+
+    def merge(table: DeltaTable, props: CommitProperties) -> dict[str, int]:
+        if not _can_collide(table, batch):
+            # Fast path. A blind append would not conflict with a concurrent writer of the
+            # same keys; an overwrite guarded by the batch's key box makes the conflict
+            # checker reject us if anyone added files in that box since our snapshot, and
+            # it replaces nothing because the log shows no file there.
+            write_deltalake(
+                table,
+                batch,
+                mode="overwrite",
+                predicate=_append_predicate(batch),
+                writer_properties=props_writer,
+                target_file_size=settings.lake_target_file_bytes,
+                commit_properties=CommitProperties(
+                    app_transactions=[Transaction(app_id, JOB_TXN_VERSION)],
+                    custom_metadata={**metadata, SORTED_KEY: "true"},
+                ),
+            )
+            table.update_incremental()
+            added = table.history(1)[0].get("operationMetrics", {}).get("num_added_files", 0)
+            return {
+                "num_target_rows_inserted": batch.num_rows,
+                "num_target_files_added": int(added),
+                "fast_path": 1,
+            }
+        result = (
+            table.merge(
+                batch,
+                predicate=predicate,
+                source_alias="s",
+                target_alias="t",
+                writer_properties=props_writer,
+                commit_properties=props,
+            )
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        return {k: int(v) for k, v in result.items() if isinstance(v, int | float)}
+
+    return _commit_with_retry(settings, name, app_id, merge, retry, metadata=metadata)
+
+
 def write_bars(
     settings: LakeSettings,
     bars: pa.Table,
@@ -304,56 +381,12 @@ def write_bars(
         granularity=settings.lake_partition,
         now=dt.datetime.now(dt.UTC),
     )
-    predicate = _merge_predicate(batch)
-    touched = ",".join(sorted(pc.unique(batch.column("period")).to_pylist()))
-    # Which partitions this commit touched and whether their files stay sorted (the guarded
-    # append writes the sorted batch; a merge may not): `optimize` reads this from the log.
-    metadata = {PARTITIONS_KEY: touched, SORTED_KEY: "false"}
-    props_writer = writer_properties(settings)
-
-    def merge(table: DeltaTable, props: CommitProperties) -> dict[str, int]:
-        if not _can_collide(table, batch):
-            # Fast path. A blind append would not conflict with a concurrent writer of the
-            # same keys; an overwrite guarded by the batch's key box makes the conflict
-            # checker reject us if anyone added files in that box since our snapshot, and
-            # it replaces nothing because the log shows no file there.
-            write_deltalake(
-                table,
-                batch,
-                mode="overwrite",
-                predicate=_append_predicate(batch),
-                writer_properties=props_writer,
-                target_file_size=settings.lake_target_file_bytes,
-                commit_properties=CommitProperties(
-                    app_transactions=[Transaction(job_id, JOB_TXN_VERSION)],
-                    custom_metadata={**metadata, SORTED_KEY: "true"},
-                ),
-            )
-            table.update_incremental()
-            added = table.history(1)[0].get("operationMetrics", {}).get("num_added_files", 0)
-            return {
-                "num_target_rows_inserted": batch.num_rows,
-                "num_target_files_added": int(added),
-                "fast_path": 1,
-            }
-        result = (
-            table.merge(
-                batch,
-                predicate=predicate,
-                source_alias="s",
-                target_alias="t",
-                writer_properties=props_writer,
-                commit_properties=props,
-            )
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute()
-        )
-        return {k: int(v) for k, v in result.items() if isinstance(v, int | float)}
-
-    metrics, version, committed, attempts = _commit_with_retry(
-        settings, EOD_TABLE, job_id, merge, retry, metadata=metadata
+    metrics, version, committed, attempts = _upsert(
+        settings, EOD_TABLE, batch, app_id=job_id, retry=retry
     )
+    # The date-ordered copy, under its own application transaction with the same job id:
+    # a job that died between the two commits completes it on replay.
+    _upsert(settings, BY_DATE_TABLE, by_date_rows(batch), app_id=job_id, retry=retry)
     inserted = metrics.get("num_target_rows_inserted", 0)
     updated = metrics.get("num_target_rows_updated", 0)
     partitions = tuple(sorted(pc.unique(batch.column("period")).to_pylist()))

@@ -36,15 +36,17 @@ def info() -> None:
 
 @lake.command()
 def optimize() -> None:
-    """Rewrite the partitions touched since the last run, sorted by (ticker, trade_date)."""
-    m = lakepkg.optimize(lakepkg.LakeSettings())
-    if not m.partitions:
-        click.echo("nothing to optimize")
-        return
-    click.echo(
-        f"optimized {len(m.partitions)} partition(s) {', '.join(m.partitions)}: "
-        f"{m.files_removed} file(s) -> {m.files_added}, {m.rows} rows, version {m.version}"
-    )
+    """Rewrite the partitions touched since the last run, in each table's sort order."""
+    settings = lakepkg.LakeSettings()
+    for name in (lakepkg.EOD_TABLE, lakepkg.BY_DATE_TABLE):
+        m = lakepkg.optimize(settings, name=name)
+        if not m.partitions:
+            click.echo(f"{name}: nothing to optimize")
+            continue
+        click.echo(
+            f"{name}: optimized {len(m.partitions)} partition(s) {', '.join(m.partitions)}: "
+            f"{m.files_removed} file(s) -> {m.files_added}, {m.rows} rows, version {m.version}"
+        )
 
 
 @lake.command()
@@ -70,4 +72,8 @@ def restore(version: int) -> None:
 @lake.command("duckdb-init")
 def duckdb_init() -> None:
     """Print SQL that sets up the lake's views in a plain `duckdb` shell (no secrets)."""
-    click.echo(lakepkg.init_sql(lakepkg.LakeSettings()), nl=False)
+    settings = lakepkg.LakeSettings()
+    if lakepkg.open_table(settings, lakepkg.EOD_TABLE) is not None:
+        for name in (lakepkg.BY_DATE_TABLE, lakepkg.REJECTS_TABLE):  # the script attaches them
+            lakepkg.ensure_table(settings, name)
+    click.echo(lakepkg.init_sql(settings), nl=False)

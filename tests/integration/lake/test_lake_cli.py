@@ -126,12 +126,16 @@ def test_lake_info_optimize_and_vacuum(
     assert info[6:] == ["last optimize:  never", "oldest version: 0"]
 
     # the load appended sorted files, one per partition: nothing to rewrite
-    assert run(loaded_local, "lake", "optimize").stdout == "nothing to optimize\n"
+    nothing = "eod_prices: nothing to optimize\neod_by_date: nothing to optimize\n"
+    assert run(loaded_local, "lake", "optimize").stdout == nothing
     # a merge into 1986 may leave it unsorted: only that partition is rewritten
     lake.write_bars(loaded_local, msft_bars.slice(0, 3), job_id="job-2", today=TODAY)
     first = run(loaded_local, "lake", "optimize")
-    assert first.stdout == "optimized 1 partition(s) 1986: 1 file(s) -> 1, 204 rows, version 3\n"
-    assert run(loaded_local, "lake", "optimize").stdout == "nothing to optimize\n"
+    assert first.stdout == (
+        "eod_prices: optimized 1 partition(s) 1986: 1 file(s) -> 1, 204 rows, version 3\n"
+        "eod_by_date: optimized 1 partition(s) 1986: 1 file(s) -> 1, 204 rows, version 3\n"
+    )
+    assert run(loaded_local, "lake", "optimize").stdout == nothing
 
     after = run(loaded_local, "lake", "info").stdout.splitlines()
     assert after[1] == "version:        3"

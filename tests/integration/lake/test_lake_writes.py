@@ -215,3 +215,34 @@ def test_checkpoints_are_written_every_20_commits(
         "00000000000000000019.checkpoint.parquet",
         "_last_checkpoint",
     ]
+
+
+def test_cross_section_from_the_date_table_equals_eod_deltas(
+    lake_settings: lake.LakeSettings, msft_bars: pa.Table
+) -> None:
+    lake.write_bars(lake_settings, msft_bars, job_id="job-1", today=TODAY)
+    others = lake.synthetic_bars(
+        ["AAA", "BBB"],
+        exchange_mic="XNAS",
+        date_from=dt.date(2007, 1, 1),
+        date_to=dt.date(2008, 12, 31),
+    )
+    lake.write_bars(lake_settings, others, job_id="job-2", today=TODAY)
+    day = dt.date(2008, 10, 10)
+    reader = lake.LakeReader(lake_settings)
+    try:
+        got = reader.cross_section(day, exchange_mic="XNAS").to_pylist()
+        expected = (
+            reader.connection()
+            .execute(
+                "select * exclude (adj_close, prev_close) from eod_deltas "
+                "where trade_date = ? order by ticker",
+                [day],
+            )
+            .to_arrow_table()
+            .to_pylist()
+        )
+    finally:
+        reader.close()
+    assert [r["ticker"] for r in got] == ["AAA", "BBB", "MSFT"]
+    assert got == expected
