@@ -16,7 +16,7 @@ import pytest
 import lake
 from query_api._sandbox import SqlSandbox, SqlSettings
 from query_api._sandbox_worker import locked_connection
-from stockdata.errors import InvalidInputError, ResourceLimitError
+from stockdata.errors import InvalidInputError, NotFoundError, ResourceLimitError
 from tests import _services
 
 
@@ -230,3 +230,16 @@ def test_only_the_lake_and_a_private_spill_directory_are_reachable(
     assert sandbox.run(
         "select current_setting('max_temp_directory_size') as m"
     ).table.to_pylist() == [{"m": "953.6 MiB"}]
+
+
+def test_without_a_lake_each_query_says_so_and_the_worker_stays_up(tmp_path: Path) -> None:
+    settings = lake.LakeSettings(lake_uri=str(tmp_path / "empty"))
+    with SqlSandbox(settings, SqlSettings(sql_timeout_seconds=10.0)) as box:
+        for _ in range(2):
+            with pytest.raises(NotFoundError) as caught:
+                box.run("select count(*) from eod")
+            assert str(caught.value) == (
+                f"no eod_prices table at {settings.root}/eod_prices: load data first "
+                "(`stockdata ingest load` or `stockdata demo --no-serve`)"
+            )
+        assert len(box.worker_pids) == 1
