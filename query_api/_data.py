@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -130,6 +131,40 @@ def project_bars(table: pa.Table, *, adjusted: bool) -> pa.Table:
     return pa.table(cols, schema=BAR_SCHEMA)
 
 
+class Bars:
+    """The rows of a bars answer: dicts for JSON, Arrow for CSV and IPC, each built on demand."""
+
+    def __init__(
+        self,
+        *,
+        table: pa.Table | None = None,
+        index: HotIndex | None = None,
+        positions: npt.NDArray[np.int64] | None = None,
+        adjusted: bool = False,
+    ) -> None:
+        self._table = table
+        self._index = index
+        self._pos = positions if positions is not None else np.empty(0, dtype=np.int64)
+        self._adjusted = adjusted
+
+    def __len__(self) -> int:
+        return self._table.num_rows if self._table is not None else int(self._pos.size)
+
+    def records(self) -> list[dict[str, Any]]:
+        if self._table is not None:
+            rows: list[dict[str, Any]] = self._table.to_pylist()
+            return rows
+        assert self._index is not None
+        return self._index.records(self._pos, adjusted=self._adjusted)
+
+    def table(self) -> pa.Table:
+        if self._table is None:
+            assert self._index is not None
+            rows = self._index.table.take(pa.array(self._pos, pa.int64()))
+            self._table = project_bars(rows, adjusted=self._adjusted)
+        return self._table
+
+
 class EodStore:
     """The API's view of the lake: version tracking, the hot index, and every read query."""
 
@@ -152,6 +187,7 @@ class EodStore:
         self._build_lock = threading.Lock()
         self._building: int | None = None
         self._closed = False
+        self._polled = float("-inf")
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -185,10 +221,17 @@ class EodStore:
         finally:
             cur.close()
 
+    def fresh_version(self) -> tuple[bool, int | None]:
+        """(True, version) when the last poll is recent: answering needs no IO to know it."""
+        if time.monotonic() - self._polled < self._settings.api_lake_poll_seconds:
+            return True, self._reader.version
+        return False, None
+
     def version(self) -> int | None:
         """The version answered from, after the cheap poll; schedules an index rebuild."""
         with self.cursor():
             pass
+        self._polled = time.monotonic()
         version = self._reader.version
         if self._metrics is not None and version is not None:
             self._metrics.lake_version.set(version)
@@ -298,24 +341,21 @@ class EodStore:
         limit: int,
         offset: int,
         order: Order,
-    ) -> tuple[pa.Table, int]:
+    ) -> tuple[Bars, int]:
         """One page of a ticker's bars in date order, and the total in the range."""
         t0 = time.perf_counter()
         index = self.index_for(version)
         if index is not None:
             sid = index.sids(symbol, exchange)[0]
             lo, hi = index.range(sid, date_from, date_to)
-            total = hi - lo
             if order == "asc":
-                a, b = lo + offset, min(hi, lo + offset + limit)
-                rows = index.table.slice(a, max(0, b - a))
+                pos = np.arange(lo + offset, min(hi, lo + offset + limit), dtype=np.int64)
             else:
-                b, a = hi - offset, max(lo, hi - offset - limit)
-                rows = index.table.slice(a, max(0, b - a))
-                rows = rows.take(pa.array(range(rows.num_rows - 1, -1, -1), pa.int64()))
-            out = project_bars(rows, adjusted=adjusted)
+                pos = np.arange(
+                    hi - 1 - offset, max(lo, hi - offset - limit) - 1, -1, dtype=np.int64
+                )
             self._timed("bars", "index", t0)
-            return out, total
+            return Bars(index=index, positions=pos, adjusted=adjusted), hi - lo
         where, params = ["ticker = ?", "exchange_mic = ?"], [symbol, exchange]
         if date_from is not None:
             where.append("trade_date >= ?")
@@ -332,7 +372,7 @@ class EodStore:
                 [*params, limit, offset],
             ).to_arrow_table()
         self._timed("bars", "duckdb", t0)
-        return table.cast(BAR_SCHEMA), int(count[0]) if count else 0
+        return Bars(table=table.cast(BAR_SCHEMA)), int(count[0]) if count else 0
 
     def on_date(
         self,
@@ -343,7 +383,7 @@ class EodStore:
         adjusted: bool,
         limit: int,
         offset: int,
-    ) -> tuple[pa.Table, int]:
+    ) -> tuple[Bars, int]:
         """Every ticker's bar on one date, by ticker."""
         t0 = time.perf_counter()
         index = self.index_for(version)
@@ -353,9 +393,8 @@ class EodStore:
             pos = pos[pos >= 0]
             total = int(pos.size)
             page = pos[offset : offset + limit]
-            out = project_bars(index.table.take(pa.array(page, pa.int64())), adjusted=adjusted)
             self._timed("on_date", "index", t0)
-            return out, total
+            return Bars(index=index, positions=page, adjusted=adjusted), total
         where, params = ["trade_date = ?"], [day.isoformat()]
         if exchange is not None:
             where.append("exchange_mic = ?")
@@ -369,7 +408,7 @@ class EodStore:
                 [*params, limit, offset],
             ).to_arrow_table()
         self._timed("on_date", "duckdb", t0)
-        return table.cast(BAR_SCHEMA), int(count[0]) if count else 0
+        return Bars(table=table.cast(BAR_SCHEMA)), int(count[0]) if count else 0
 
     # -- deltas ----------------------------------------------------------------------------
 

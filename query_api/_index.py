@@ -91,9 +91,73 @@ class HotIndex:
         )
         sid_of_row = np.repeat(np.arange(len(self.series), dtype=np.int64), ends - self.starts)
         self.keys: IntArray = (sid_of_row << 32) | self.days
-        self._close = self._numeric("close")
-        adj = self._numeric("adj_close")
+        self._num: dict[str, FloatArray] = {
+            name: self._numeric(name)
+            for name in INDEX_COLUMNS
+            if name not in {"ticker", "exchange_mic", "trade_date", "volume", "currency", "source"}
+        }
+        self._volume = np.asarray(
+            self.table.column("volume").combine_chunks().to_numpy(zero_copy_only=False),
+            dtype=np.int64,
+        )
+        self._text = {name: self._dictionary(name) for name in ("currency", "source")}
+        self._close = self._num["close"]
+        adj = self._num["adj_close"]
         self._adj_close = np.where(np.isnan(adj), self._close, adj)
+
+    def _dictionary(self, name: str) -> tuple[npt.NDArray[np.int32], list[str | None]]:
+        encoded = self.table.column(name).combine_chunks().dictionary_encode()
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        return np.asarray(codes, dtype=np.int32), [*encoded.dictionary.to_pylist(), None]
+
+    def records(self, pos: IntArray, *, adjusted: bool) -> list[dict[str, object]]:
+        """Bars at row positions as dicts of the API's bar fields, without Arrow compute."""
+        if pos.size == 0:
+            return []
+        sids = np.searchsorted(self.ends, pos, side="right")
+        prices = {}
+        for name in ("open", "high", "low", "close"):
+            raw = self._num[name][pos]
+            if adjusted:
+                adj = self._num[f"adj_{name}"][pos]
+                raw = np.where(np.isnan(adj), raw, adj)
+            prices[name] = raw.tolist()
+        if adjusted:
+            adj_v = self._num["adj_volume"][pos]
+            volume = (
+                np.where(np.isnan(adj_v), self._volume[pos], np.round(np.nan_to_num(adj_v)))
+                .astype(np.int64)
+                .tolist()
+            )
+        else:
+            volume = self._volume[pos].tolist()
+        split = [None if v != v else v for v in self._num["split_factor"][pos].tolist()]
+        div = [None if v != v else v for v in self._num["dividend"][pos].tolist()]
+        cur_codes, cur_names = self._text["currency"]
+        src_codes, src_names = self._text["source"]
+        cur = [cur_names[c] for c in cur_codes[pos].tolist()]
+        src = [src_names[c] for c in src_codes[pos].tolist()]
+        days = (self.days[pos] - _DAY_OFFSET).tolist()
+        out: list[dict[str, object]] = []
+        for i, sid in enumerate(sids.tolist()):
+            ticker, mic = self.series[sid]
+            out.append(
+                {
+                    "ticker": ticker,
+                    "exchange_mic": mic,
+                    "date": _EPOCH + dt.timedelta(days=days[i]),
+                    "open": prices["open"][i],
+                    "high": prices["high"][i],
+                    "low": prices["low"][i],
+                    "close": prices["close"][i],
+                    "volume": volume[i],
+                    "split_factor": split[i],
+                    "dividend": div[i],
+                    "currency": cur[i],
+                    "source": src[i],
+                }
+            )
+        return out
 
     @classmethod
     def build(cls, cursor: duckdb.DuckDBPyConnection, *, version: int | None) -> HotIndex:

@@ -83,7 +83,10 @@ class Payload:
     """What a route computed: the JSON body and, for tabular routes, the rows as Arrow."""
 
     body: msgspec.Struct
-    table: pa.Table | None = None
+    table: pa.Table | Callable[[], pa.Table] | None = None
+
+    def arrow(self) -> pa.Table | None:
+        return self.table() if callable(self.table) else self.table
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,13 +189,14 @@ class Responder:
             return Response(content=hit.content, media_type=hit.media_type, headers=headers)
         self.metrics.cache_result("miss")
         payload = compute()
-        if fmt == "json" or payload.table is None:
+        table = None if fmt == "json" else payload.arrow()
+        if table is None:
             content = msgspec.json.encode(payload.body)
             media = JSON
         elif fmt == "csv":
-            content, media = encode_csv(payload.table), CSV
+            content, media = encode_csv(table), CSV
         else:
-            content, media = encode_arrow(payload.table), ARROW
+            content, media = encode_arrow(table), ARROW
         self.cache.put(version, key, Encoded(content, media, time.monotonic()))
         return Response(content=content, media_type=media, headers=headers)
 

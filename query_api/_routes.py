@@ -7,8 +7,11 @@ come from the settings the app was created with and the OpenAPI document states 
 # Annotations stay evaluated: the handlers use limits local to build_routes().
 
 import datetime as dt
+import functools
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
+import anyio
 import pyarrow as pa
 from litestar import Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
@@ -22,7 +25,7 @@ import catalog
 from catalog import Role
 from query_api import _models as m
 from query_api._auth import require_role
-from query_api._data import BAR_SCHEMA, DeltaRow
+from query_api._data import BAR_SCHEMA, Bars, DeltaRow
 from query_api._flags import DELTA_API, SQL_API, TICKER_API
 from query_api._problems import PROBLEM_MEDIA_TYPE, Problem
 from query_api._respond import ARROW, Payload, encode_arrow, encode_csv, negotiate
@@ -114,6 +117,26 @@ def _problems(*statuses: int) -> dict[int, ResponseSpec]:
 ERRORS = _problems(400, 401, 403, 404, 406, 413, 422, 429, 500, 503)
 
 
+def hot_path(
+    fn: Callable[..., Response[Any]],
+) -> Callable[..., Coroutine[Any, Any, Response[Any]]]:
+    """Answer on the event loop when the hot index holds the current version, else in a thread.
+
+    The index path is pure numpy (microseconds), so the thread hop would cost more than the
+    lookup; DuckDB queries and the Delta log poll always run in a worker thread.
+    """
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Response[Any]:
+        store = services_of(kwargs["request"]).store
+        fresh, version = store.fresh_version()
+        if fresh and not kwargs.get("series") and store.index_for(version) is not None:
+            return fn(*args, **kwargs)
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+    return wrapper
+
+
 def services_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:
     services: Services = connection.app.state.services
     return services
@@ -158,8 +181,8 @@ def _check_range(settings: ApiSettings, lo: dt.date | None, hi: dt.date | None) 
             )
 
 
-def _bars(table: pa.Table) -> list[m.Bar]:
-    return [m.Bar(**row) for row in table.to_pylist()]
+def _bars(bars: Bars) -> list[m.Bar]:
+    return [m.Bar(**row) for row in bars.records()]
 
 
 def _delta(row: DeltaRow) -> m.Delta:
@@ -292,7 +315,6 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
 
     @get(
         "/eod/{symbol:str}",
-        sync_to_thread=True,
         responses=ERRORS,
         summary="Bars of one ticker",
         description="One date (`date`), a range (`from`/`to`), or the latest bar; sorted by date."
@@ -300,6 +322,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         tags=["eod"],
         opt={"flag": TICKER_FLAG},
     )
+    @hot_path
     def eod_bars(
         request: Request[Any, Any, Any],
         symbol: Symbol,
@@ -360,7 +383,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
                 adjusted=adjusted,
                 lake_version=version,
             )
-            return Payload(page, table)
+            return Payload(page, table.table)
 
         return services.responder.respond(
             request, version=version, allowed=("json", "csv", "arrow"), compute=compute
@@ -368,13 +391,13 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
 
     @get(
         "/eod/{symbol:str}/latest",
-        sync_to_thread=True,
         responses=ERRORS,
         summary="Latest bar of one ticker",
         description="The most recent bar in the lake." + _FORMAT_NOTE.format(arrow=""),
         tags=["eod"],
         opt={"flag": TICKER_FLAG},
     )
+    @hot_path
     def eod_latest(
         request: Request[Any, Any, Any],
         symbol: Symbol,
@@ -385,7 +408,6 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
 
     @get(
         "/eod",
-        sync_to_thread=True,
         responses=ERRORS,
         summary="Every ticker on one date",
         description="All bars of one trading date, by ticker."
@@ -393,6 +415,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         tags=["eod"],
         opt={"flag": TICKER_FLAG},
     )
+    @hot_path
     def eod_on_date(
         request: Request[Any, Any, Any],
         date: Annotated[
@@ -420,7 +443,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
                 adjusted=adjusted,
                 lake_version=version,
             )
-            return Payload(page, table)
+            return Payload(page, table.table)
 
         return services.responder.respond(
             request, version=version, allowed=("json", "csv", "arrow"), compute=compute
@@ -430,7 +453,6 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
 
     @get(
         "/eod/{symbol:str}/delta",
-        sync_to_thread=True,
         responses=ERRORS,
         summary="Change over N trading sessions",
         description="Absolute and percent change of the close over N sessions ending at `date` "
@@ -441,6 +463,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         tags=["deltas"],
         opt={"flag": DELTA_FLAG},
     )
+    @hot_path
     def eod_delta(
         request: Request[Any, Any, Any],
         symbol: Symbol,
@@ -500,7 +523,6 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
 
     @get(
         "/movers",
-        sync_to_thread=True,
         responses=ERRORS,
         summary="Top gainers or losers over N sessions",
         description="Tickers with a bar on `date`, ranked by percent change of the close over N "
@@ -508,6 +530,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         tags=["deltas"],
         opt={"flag": DELTA_FLAG},
     )
+    @hot_path
     def movers(
         request: Request[Any, Any, Any],
         date: Annotated[
@@ -612,23 +635,23 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
 
     @get(
         "/eod/ticker/{ticker:str}",
-        sync_to_thread=True,
         responses=ERRORS,
         summary="Latest bar (legacy route)",
         tags=["legacy"],
         opt={"flag": TICKER_FLAG},
     )
+    @hot_path
     def legacy_latest(request: Request[Any, Any, Any], ticker: Symbol) -> Response[m.LatestBar]:
         return _latest(request, ticker.upper(), None, False)
 
     @get(
         "/eod/ticker/{ticker:str}/delta/{days:int}",
-        sync_to_thread=True,
         responses=ERRORS,
         summary="Change over N sessions to the latest bar (legacy route)",
         tags=["legacy"],
         opt={"flag": DELTA_FLAG},
     )
+    @hot_path
     def legacy_delta(
         request: Request[Any, Any, Any], ticker: Symbol, days: Days
     ) -> Response[m.DeltaResponse]:
@@ -674,7 +697,9 @@ def _latest(
             order="desc",
         )
         bars = _bars(table)
-        return Payload(m.LatestBar(data=bars[0], adjusted=adjusted, lake_version=version), table)
+        return Payload(
+            m.LatestBar(data=bars[0], adjusted=adjusted, lake_version=version), table.table
+        )
 
     return services.responder.respond(
         request, version=version, allowed=("json", "csv"), compute=compute
