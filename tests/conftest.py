@@ -16,9 +16,9 @@ SAMPLES = Path(__file__).resolve().parent.parent / "stockdata" / "samples"
 
 
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_url() -> Iterator[str]:
     """URL of a real, empty Postgres started for this test session."""
-    with _services.embedded_postgres(tmp_path_factory.mktemp("pg")) as url:
+    with _services.embedded_postgres() as url:
         yield url
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -43,10 +43,14 @@ def cli_reference() -> str:
     return "\n".join(["| command | what it does |", "| --- | --- |", *_walk(cli, [], ctx)])
 
 
+def _replacement(body: str) -> Callable[[re.Match[str]], str]:
+    return lambda m: f"{m.group(1)}{body}\n{m.group(2)}"
+
+
 def render(text: str) -> str:
     for name, body in (("settings-table", markdown_table()), ("cli-reference", cli_reference())):
         pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
-        text = pattern.sub(lambda m, b=body: f"{m.group(1)}{b}\n{m.group(2)}", text)
+        text = pattern.sub(_replacement(body), text)
     return text
 
 

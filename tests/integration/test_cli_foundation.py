@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -92,8 +94,34 @@ def test_db_upgrade_and_seed_against_a_database_given_by_url(pg_url: str, tmp_pa
 
 @pytest.mark.timeout(120)
 def test_embedded_database_starts_on_first_use(tmp_path: Path) -> None:
-    up = run("db", "upgrade", home=tmp_path)
-    assert up.returncode == 0, up.stderr
-    assert (tmp_path / "postgres" / "PG_VERSION").exists()
-    cur = run("db", "current", home=tmp_path)
-    assert cur.stdout.split() == ["current:", "0001", "head:", "0001"]
+    from catalog import DatabaseSettings
+
+    pgdata = DatabaseSettings(home=tmp_path).pgdata
+    try:
+        up = run("db", "upgrade", home=tmp_path)
+        assert up.returncode == 0, up.stderr
+        assert (pgdata / "PG_VERSION").read_text().strip() == "18"
+        cur = run("db", "current", home=tmp_path)
+        assert cur.stdout.split() == ["current:", "0001", "head:", "0001"]
+    finally:
+        shutil.rmtree(pgdata, ignore_errors=True)
+
+
+def test_embedded_data_dir_moves_out_of_folders_closed_to_its_user() -> None:
+    from catalog import DatabaseSettings
+
+    closed = Path(tempfile.mkdtemp(prefix="stockdata-closed-"))  # 0700, like /root
+    open_ = Path(tempfile.mkdtemp(prefix="stockdata-open-"))
+    open_.chmod(0o755)
+    try:
+        assert DatabaseSettings(home=open_ / "home").pgdata == open_ / "home" / "postgres"
+        inside_closed = DatabaseSettings(home=closed / "home").pgdata
+        if os.geteuid() == 0:
+            assert inside_closed.parent == Path(tempfile.gettempdir())
+            assert inside_closed.name.startswith("stockdata-pg-")
+            assert DatabaseSettings(home=closed / "home").pgdata == inside_closed
+        else:
+            assert inside_closed == closed / "home" / "postgres"
+    finally:
+        shutil.rmtree(closed)
+        shutil.rmtree(open_)
