@@ -7,7 +7,7 @@ import hashlib
 import secrets
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,6 +171,34 @@ def record_ingested_range(
         .values(
             first_ingested=sa.func.least(sa.func.coalesce(Ticker.first_ingested, first), first),
             last_ingested=sa.func.greatest(sa.func.coalesce(Ticker.last_ingested, last), last),
+            updated_at=sa.func.now(),
+        )
+    )
+
+
+def record_ingested_ranges(
+    session: Session, mic: str, ranges: Mapping[str, tuple[dt.date, dt.date]]
+) -> None:
+    """`record_ingested_range` for many tickers of one exchange in one statement."""
+    if not ranges:
+        return
+    r = sa.values(
+        sa.column("symbol", sa.String),
+        sa.column("first", sa.Date),
+        sa.column("last", sa.Date),
+        name="r",
+    ).data([(symbol, first, last) for symbol, (first, last) in sorted(ranges.items())])
+    exchange_id = sa.select(Exchange.id).where(Exchange.mic == mic.upper()).scalar_subquery()
+    session.execute(
+        sa.update(Ticker)
+        .where(Ticker.exchange_id == exchange_id, Ticker.symbol == r.c.symbol)
+        .values(
+            first_ingested=sa.func.least(
+                sa.func.coalesce(Ticker.first_ingested, r.c.first), r.c.first
+            ),
+            last_ingested=sa.func.greatest(
+                sa.func.coalesce(Ticker.last_ingested, r.c.last), r.c.last
+            ),
             updated_at=sa.func.now(),
         )
     )

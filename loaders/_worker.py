@@ -334,8 +334,7 @@ class Worker:
                     }
                 ],
             )
-            for ticker, (first, last) in ranges.items():
-                catalog.record_ingested_range(session, job.exchange_mic, ticker, first, last)
+            catalog.record_ingested_ranges(session, job.exchange_mic, ranges)
         return JobResult(
             job.job_id, good.num_rows, metrics.rows_rejected, metrics.version, metrics.committed
         )
