@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import signal
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
 import click
 
 import catalog
 from stockdata.cli import _context
+
+#: The bundled histories and where they trade.
+SAMPLES: tuple[tuple[str, str], ...] = (("MSFT", "XNAS"), ("GOOG", "XNAS"))
+
+
+def sample_path(symbol: str) -> Path:
+    return Path(str(resources.files("stockdata") / "samples" / f"{symbol}.csv"))
 
 
 @click.command()
@@ -18,8 +32,19 @@ from stockdata.cli import _context
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--no-serve", is_flag=True, help="Set up and load the samples, then exit.")
-def demo(port: int, host: str, no_serve: bool) -> None:
+@click.option(
+    "--synthetic",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 5000),
+    help="Also backfill this many synthetic tickers (SYN0001…) over 2015–2017 on XNYS, "
+    "so cross-sections and movers have a market to rank.",
+)
+@click.pass_context
+def demo(ctx: click.Context, port: int, host: str, no_serve: bool, synthetic: int) -> None:
     """Migrate, seed, load the sample histories (MSFT, GOOG), then serve the API."""
+    from stockdata.cli._ingest import backfill, load
+
     engine = _context.engine()
     catalog.upgrade(engine)
     click.echo(f"catalog migrated to {catalog.current_revision(engine)}")
@@ -29,7 +54,45 @@ def demo(port: int, host: str, no_serve: bool) -> None:
         f"catalog seeded: {seeded.exchanges_inserted} new exchanges, "
         f"{seeded.tickers_inserted} new tickers"
     )
+    for symbol, mic in SAMPLES:
+        ctx.invoke(load, file=sample_path(symbol), ticker=symbol, mic=mic)
+    if synthetic:
+        tickers = ",".join(f"SYN{i:04d}" for i in range(1, synthetic + 1))
+        with catalog.session_scope(engine) as session:
+            catalog.upsert_tickers(
+                session,
+                [
+                    {"exchange_mic": "XNYS", "symbol": t, "name": f"Synthetic {t}"}
+                    for t in tickers.split(",")
+                ],
+            )
+        ctx.invoke(
+            backfill,
+            provider="synthetic",
+            tickers=tickers,
+            mic=None,
+            date_from=dt.date(2015, 1, 1),
+            date_to=dt.date(2017, 12, 29),
+            inline=True,
+            batch_size=100,
+            concurrency=2,
+        )
     if no_serve:
-        click.echo("demo ready (--no-serve: not starting the API)")
+        click.echo('demo ready: try `stockdata sql "select ticker, count(*) from eod group by 1"`')
         return
-    raise click.ClickException("the API is not part of this build yet: use --no-serve")
+    click.echo(f"open http://{host}:{port}/docs (Ctrl-C stops)")
+    _serve_in_fresh_process(host=host, port=port)
+
+
+def _serve_in_fresh_process(*, host: str, port: int) -> None:
+    """Serve from a new interpreter: the loads above started delta-rs's tokio runtime, which
+    does not survive the fork of the server's worker processes."""
+    command = [sys.executable, "-m", "stockdata", "serve", "--host", host, "--port", str(port)]
+    server = subprocess.Popen(command)
+    try:
+        code = server.wait()
+    except KeyboardInterrupt:
+        server.send_signal(signal.SIGINT)
+        code = server.wait()
+    if code not in (0, -signal.SIGINT, 130):
+        raise click.ClickException(f"the API server exited with status {code}")
