@@ -360,12 +360,18 @@ class SqlSandbox:
             raise InvalidInputError("limit must be at least 1", code="sql-invalid")
         max_rows = min(limit or self._settings.sql_max_rows, self._settings.sql_max_rows)
         timeout = self._settings.sql_timeout_seconds
-        try:
-            worker = self._idle.get(timeout=timeout)
-        except queue.Empty:
-            raise TransientError(
-                "every SQL worker is busy; retry shortly", code="sql-busy", retry_after=1.0
-            ) from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                worker = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TransientError(
+                    "every SQL worker is busy; retry shortly", code="sql-busy", retry_after=1.0
+                ) from None
+            if worker.proc.poll() is None:
+                break
+            log.warning("sql_worker_gone", pid=worker.proc.pid, returncode=worker.proc.returncode)
+            self._discard(worker)
         try:
             worker.wait_ready(self._settings.sql_start_timeout_seconds)
         except (TimeoutError, EOFError, OSError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,3 +244,17 @@ def test_without_a_lake_each_query_says_so_and_the_worker_stays_up(tmp_path: Pat
                 "(`stockdata ingest load` or `stockdata demo --no-serve`)"
             )
         assert len(box.worker_pids) == 1
+
+
+def test_a_worker_that_died_while_idle_is_replaced_transparently(sandbox: SqlSandbox) -> None:
+    import os
+    import signal
+
+    (pid,) = sandbox.worker_pids
+    os.kill(pid, signal.SIGKILL)
+    # Wait until it has fully exited, without reaping it (the sandbox's Popen does that).
+    while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        time.sleep(0.01)
+    result = sandbox.run("select count(*) as n from eod")
+    assert result.table.to_pylist() == [{"n": 7_983}]
+    assert sandbox.worker_pids != [pid]
