@@ -44,10 +44,18 @@ _SPLIT_P = 1 / 1500
 _DIVIDEND_EVERY = 63
 
 
-@functools.lru_cache(maxsize=256)
 def _sessions(exchange_mic: str, end: dt.date) -> np.ndarray:
     """Sessions (datetime64[D]) of the exchange from the epoch through `end`."""
+    through_year = _sessions_through(exchange_mic, end.year)
+    return through_year[: int(np.searchsorted(through_year, np.datetime64(end, "D"), "right"))]
+
+
+@functools.lru_cache(maxsize=64)
+def _sessions_through(exchange_mic: str, year: int) -> np.ndarray:
+    """Sessions from the epoch through the end of `year` (one calendar build per MIC-year)."""
     import exchange_calendars as xc
+
+    end = dt.date(year, 12, 31)
 
     try:
         cls = type(xc.get_calendar(exchange_mic))
