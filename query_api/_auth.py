@@ -235,11 +235,11 @@ class JwksCache:
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._lock = threading.Lock()
+        self._fetch_lock = threading.Lock()
         #: JWKS requests made (for operations and tests).
         self.fetches = 0
 
     def _fetch(self) -> dict[str, PyJWK]:
-        self.fetches += 1
         response = httpx.get(self.url, timeout=self._timeout, follow_redirects=False)
         response.raise_for_status()
         document = response.json()
@@ -256,22 +256,31 @@ class JwksCache:
         return keys
 
     def _refresh_if_allowed(self, *, force: bool) -> None:
-        """Refetch if the cache expired (or `force`) and the rate bound allows it."""
-        with self._lock:
-            now = time.monotonic()
-            fresh = self._fetched_at is not None and now - self._fetched_at < self._cache_seconds
-            if fresh and not force:
-                return
-            if self._attempted_at is not None and now - self._attempted_at < self._min_refresh:
-                return
-            self._attempted_at = now
+        """Refetch if the cache expired (or `force`) and the rate bound allows it.
+
+        Runs in a worker thread. `_fetch_lock` serialises fetches; `_lock` only guards the
+        state and is never held during I/O, so the event loop never waits on a fetch.
+        """
+        with self._fetch_lock:
+            with self._lock:
+                now = time.monotonic()
+                fresh = (
+                    self._fetched_at is not None and now - self._fetched_at < self._cache_seconds
+                )
+                if fresh and not force:
+                    return
+                if self._attempted_at is not None and now - self._attempted_at < self._min_refresh:
+                    return
+                self._attempted_at = now
+                self.fetches += 1
             try:
                 keys = self._fetch()
             except (httpx.HTTPError, ValueError, json.JSONDecodeError) as exc:
                 log.warning("jwks_fetch_failed", url=scrub_url(self.url), error=type(exc).__name__)
                 return
-            self._keys = keys
-            self._fetched_at = time.monotonic()
+            with self._lock:
+                self._keys = keys
+                self._fetched_at = time.monotonic()
             log.info("jwks_fetched", url=scrub_url(self.url), kids=sorted(keys))
 
     def _lookup(self, kid: str) -> PyJWK | None:
