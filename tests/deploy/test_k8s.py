@@ -119,6 +119,8 @@ def test_api_probes_ports_and_ingress(rendered: Rendered, env: str) -> None:
     assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
     assert ingress["spec"]["tls"] == [{"hosts": [host], "secretName": "stockdata-api-tls"}]
     assert ingress["spec"]["rules"][0]["host"] == host
+    routed = [p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]]
+    assert routed == ["/v1", "/eod", "/docs"]  # never /metrics or /health to the internet
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
