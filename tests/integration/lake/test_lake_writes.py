@@ -246,3 +246,30 @@ def test_cross_section_from_the_date_table_equals_eod_deltas(
         reader.close()
     assert [r["ticker"] for r in got] == ["AAA", "BBB", "MSFT"]
     assert got == expected
+
+
+def test_the_guarded_append_loses_a_race_instead_of_duplicating(
+    lake_settings: lake.LakeSettings, msft_bars: pa.Table
+) -> None:
+    """The fast path's premise: two appends of the same key box from one snapshot conflict."""
+    from deltalake import write_deltalake
+    from deltalake.exceptions import CommitFailedError
+
+    from lake._write import _append_predicate, _with_lineage, ensure_table
+
+    ensure_table(lake_settings, lake.EOD_TABLE)
+    batch = _with_lineage(
+        lake.validate(msft_bars, today=TODAY).good,
+        job_id="race",
+        granularity="year",
+        now=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
+    uri, opts = lake_settings.table_uri(lake.EOD_TABLE), lake_settings.storage_options()
+    first, second = DeltaTable(uri, storage_options=opts), DeltaTable(uri, storage_options=opts)
+    write_deltalake(first, batch, mode="overwrite", predicate=_append_predicate(batch))
+    with pytest.raises(CommitFailedError, match="concurrent transaction"):
+        write_deltalake(second, batch, mode="overwrite", predicate=_append_predicate(batch))
+    # ...and write_bars on the stale view retries into a MERGE: still 7,983 rows
+    metrics = lake.write_bars(lake_settings, msft_bars, job_id="job-late", today=TODAY)
+    assert (metrics.rows_inserted, metrics.rows_updated) == (0, 7983)
+    assert _count(lake_settings, "select count(*) from eod") == 7983
