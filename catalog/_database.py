@@ -94,6 +94,11 @@ def database_url(settings: DatabaseSettings) -> str:
     """The SQLAlchemy URL of the catalog, starting the embedded Postgres if none is configured."""
     if settings.database_url is not None:
         return _normalise_url(settings.database_url.get_secret_value())
+    if settings.profile == "prod":
+        raise ConfigurationError(
+            "STOCKDATA_DATABASE_URL must point at a managed Postgres when STOCKDATA_PROFILE=prod "
+            "(the embedded server is for development only)"
+        )
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # noqa: S108 - platformdirs warns otherwise
     try:
         server = _embedded_server(settings.pgdata)

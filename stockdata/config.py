@@ -18,7 +18,15 @@ from stockdata.errors import ConfigurationError
 Profile = Literal["embedded", "dev", "test", "prod"]
 
 #: Secrets that ship in this repository for the embedded profile; refused anywhere else.
-DEV_DEFAULT_SECRETS = frozenset({"", "devstoreaccount1", "stockdata-dev"})
+DEV_DEFAULT_SECRETS = frozenset(
+    {
+        "",
+        "devstoreaccount1",
+        "stockdata-dev",
+        # Azurite's published development account key.
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
+    }
+)
 
 
 class StockdataSettings(BaseSettings):
