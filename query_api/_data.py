@@ -227,6 +227,11 @@ class EodStore:
             return True, self._reader.version
         return False, None
 
+    def current_version(self) -> int | None:
+        """The version to answer from: the last poll's while it is recent, else poll now."""
+        fresh, version = self.fresh_version()
+        return version if fresh else self.version()
+
     def version(self) -> int | None:
         """The version answered from, after the cheap poll; schedules an index rebuild."""
         with self.cursor():

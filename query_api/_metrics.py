@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
@@ -44,6 +46,7 @@ class ApiMetrics:
         )
 
         self._hits = 0
+        self._request_children: dict[tuple[str, str, int], Any] = {}
         self._lookups = 0
         self.hit_ratio = Gauge(
             "stockdata_api_cache_hit_ratio",
@@ -51,6 +54,14 @@ class ApiMetrics:
             registry=self.registry,
         )
         self.hit_ratio.set_function(self.cache_hit_ratio)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self.requests.labels(route, method, str(status))
+            self._request_children[key] = child
+        child.observe(seconds)
 
     def cache_result(self, result: str) -> None:
         self.cache.labels(result).inc()

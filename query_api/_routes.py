@@ -346,7 +346,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             _check_range(settings, lo, dt.date.today())
         if hi is not None and lo is None:
             lo = dt.date(hi.year - settings.api_max_range_years, hi.month, 1)
-        version = services.store.version()
+        version = services.store.current_version()
 
         def compute() -> Payload:
             resolved = services.store.resolve(sym, mic, version)
@@ -431,7 +431,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     ) -> Response[m.BarPage]:
         services = services_of(request)
         mic = _upper(exchange)
-        version = services.store.version()
+        version = services.store.current_version()
 
         def compute() -> Payload:
             table, total = services.store.on_date(
@@ -486,7 +486,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             raise InvalidInputError("series=true takes from/to, not date", code="invalid-range")
         _check_range(settings, date_from, date_to)
         sym, mic = symbol.upper(), _upper(exchange)
-        version = services.store.version()
+        version = services.store.current_version()
 
         def compute() -> Payload:
             resolved = services.store.resolve(sym, mic, version)
@@ -549,7 +549,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     ) -> Response[m.MoversResponse]:
         services = services_of(request)
         mic = _upper(exchange)
-        version = services.store.version()
+        version = services.store.current_version()
 
         def compute() -> Payload:
             rows = services.store.movers(
@@ -681,7 +681,7 @@ def _latest(
     request: Request[Any, Any, Any], sym: str, mic: str | None, adjusted: bool
 ) -> Response[Any]:
     services = services_of(request)
-    version = services.store.version()
+    version = services.store.current_version()
 
     def compute() -> Payload:
         resolved = services.store.resolve(sym, mic, version)
@@ -715,7 +715,7 @@ def _delta_point(
     adjusted: bool,
 ) -> Response[Any]:
     services = services_of(request)
-    version = services.store.version()
+    version = services.store.current_version()
 
     def compute() -> Payload:
         resolved = services.store.resolve(sym, mic, version)
