@@ -127,7 +127,9 @@ def wrk(port: int, script: Path, *, connections: int, duration: str) -> dict[str
 class Server:
     """`stockdata serve` in its own process group on a free loopback port."""
 
-    def __init__(self, settings: lake.LakeSettings, *, server: str, workdir: Path) -> None:
+    def __init__(
+        self, settings: lake.LakeSettings, *, server: str, workdir: Path, hot_index: bool = True
+    ) -> None:
         import socket
 
         with socket.socket() as s:
@@ -142,6 +144,7 @@ class Server:
             "STOCKDATA_RATE_LIMIT_PER_MINUTE": "0",
             "STOCKDATA_SQL_WORKERS": "1",
             "STOCKDATA_API_STALENESS_SECONDS": "300",
+            "STOCKDATA_API_HOT_INDEX": "true" if hot_index else "false",
         }
         self.proc = subprocess.Popen(
             [
@@ -241,7 +244,8 @@ def main() -> None:
 
     # The production server choice: the floor route on granian and on uvicorn.
     for name in ("uvicorn", "granian"):
-        srv = Server(settings, server=name, workdir=work)
+        # Only the floor is measured on uvicorn: it does not need the index.
+        srv = Server(settings, server=name, workdir=work, hot_index=name == "granian")
         try:
             ready = srv.wait_ready(index=name == "granian")
             if name == "granian":

@@ -134,8 +134,9 @@ class ResponseCache:
 
 
 def request_key(request: Request[Any, Any, Any], fmt: Format) -> str:
-    query = "&".join(f"{k}={v}" for k, v in sorted(request.query_params.multi_items()))
-    return f"{request.method} {request.url.path}?{query}#{fmt}"
+    raw = request.scope.get("query_string", b"").decode("latin-1")
+    query = "&".join(sorted(raw.split("&"))) if "&" in raw else raw
+    return f"{request.scope['method']} {request.scope['path']}?{query}#{fmt}"
 
 
 def etag_for(version: int | None, key: str) -> str:
@@ -178,8 +179,6 @@ class Responder:
             "Cache-Control": f"public, max-age={age}",
             "Vary": "Accept, Authorization, X-API-Key",
         }
-        if version is not None:
-            headers["X-Lake-Version"] = str(version)
         if _matches(request.headers.get("if-none-match"), etag):
             self.metrics.cache_result("not_modified")
             return Response(content=b"", status_code=304, headers=headers)
