@@ -321,7 +321,12 @@ def main(argv: list[str] | None = None) -> None:
         "point lookup": 5.0,
         "cross-section 1/5/21/63/252": 50.0,
     }
+    load = os.getloadavg()
     lines = [
+        f"Load average at the end of the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+        f"(1/5/15 min) on {os.cpu_count()} cores: other work shared the machine, so absolute "
+        "figures are inflated; the comparisons were measured in the same run.",
+        "",
         f"`python -m bench lake{' --small' if small else ''}`: {len(tickers):,} synthetic tickers "
         f"x {DATE_FROM.year}-{DATE_TO.year} ({count:,} rows) on local disk. Ours: `eod_prices` "
         f"partitioned by year ({info.files} files, {info.bytes / 2**20:.0f} MiB), rows sorted by "

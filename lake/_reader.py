@@ -193,7 +193,7 @@ def connect(
         secret = settings.duckdb_secret_sql()
         if secret:
             con.execute(secret)
-    con.execute("SET parquet_metadata_cache = true")
+    con.execute("SET GLOBAL parquet_metadata_cache = true")  # cursors inherit GLOBAL only
     for stmt in views_sql(settings, pin=pin, version=version):
         con.execute(stmt)
     return con
