@@ -316,7 +316,7 @@ def _body(results: dict[str, dict[str, Any]], n: int, small: bool) -> str:
         f"a batch's 20 years once and slice years from it ({gen:.1f} s of generation "
         "included), which isolates the queue + validation + Delta write.",
         "",
-        "Target: >= 1,000,000 rows/s on 2 cores.",
+        "Target: >= 1,000,000 rows/s on 2 cores. " + _verdict(results),
         "",
         f"### One day of {n:,} tickers: controller + queue + 2 workers + Marketstack stub",
         "",
@@ -330,8 +330,27 @@ def _body(results: dict[str, dict[str, Any]], n: int, small: bool) -> str:
                 f"| {key.split()[1]} | {r['jobs']} | {r['rows']:,} | {r['enqueue_s']:.1f} | "
                 f"{r['total_s']:.1f} |"
             )
-    lines += ["", "Target: <= 30 s."]
+    worst = max(results[k]["total_s"] for k in ("daily postgres", "daily azure") if k in results)
+    met = "met" if worst <= 30 else "missed"
+    lines += ["", f"Target: <= 30 s: {met} (slowest backend {worst:.1f} s)."]
+    lines += ["", f"Load average over the last 5 minutes of the run: {os.getloadavg()[1]:.1f}."]
     return "\n".join(lines)
+
+
+def _verdict(results: dict[str, dict[str, Any]]) -> str:
+    queued = [k for k in results if k.startswith("backfill")]
+    best = max(results[k]["rows"] / results[k]["total_s"] for k in queued)
+    direct = results["direct"]["rows"] / results["direct"]["total_s"]
+    if best >= 1_000_000:
+        return f"Met: {best:,.0f} rows/s."
+    return (
+        f"Missed: the best figure through the queue is {best:,.0f} rows/s. A job is one Delta "
+        "commit of ~25,000 rows (100 tickers x one year) plus a few catalog and queue round "
+        "trips, so per-job overhead dominates; the lake alone, committing a whole year "
+        f"(~1.26M rows) at a time, reaches {direct:,.0f} rows/s here. Bigger jobs for "
+        "providers without Marketstack's 100-symbol cap, or an insert-only lake path for "
+        "backfills, are the levers."
+    )
 
 
 if __name__ == "__main__":
