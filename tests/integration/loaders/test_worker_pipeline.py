@@ -422,3 +422,31 @@ def test_sigterm_releases_the_job_in_hand(
     assert (job.status, job.error_code) == (catalog.JobStatus.QUEUED, "released")
     assert queue.depth() == 1
     assert lake.open_table(lake_settings, lake.EOD_TABLE) is None
+
+
+def test_unreadable_messages_and_unknown_jobs_go_to_the_poison_queue(
+    seeded: Engine, samples: Path, lake_settings: lake.LakeSettings
+) -> None:
+    name = queue_name()
+    queue = open_queue("postgres", engine=seeded, azurite=None, name=name)
+    queue.send("not json")
+    queue.send('{"v": 9, "job_id": "x"}')
+    orphan = loaders.JobMessage(
+        job_id="00000000-0000-4000-8000-000000000000",
+        kind="daily",
+        provider="marketstack",
+        exchange_mic="XNAS",
+        date_from=dt.date(2017, 11, 10),
+        date_to=dt.date(2017, 11, 10),
+        tickers=("MSFT",),
+    )
+    queue.send(orphan.to_json())
+    with stub(samples) as server:
+        stats = run_pool(
+            seeded, lambda: queue, lake_settings, provider_settings(server), concurrency=1
+        )
+        assert server.requests == []
+    assert stats.outcomes == {"poisoned": 3}
+    poison = open_queue("postgres", engine=seeded, azurite=None, name=f"{name}-poison")
+    assert (queue.depth(), poison.depth()) == (0, 3)
+    assert _jobs(seeded) == []
