@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from litestar.testing import TestClient
 from sqlalchemy.engine import Engine
@@ -138,3 +139,35 @@ def test_metrics_and_docs(sample_lake: lake.LakeSettings, seeded: Engine) -> Non
         docs = c.get("/docs")
         assert docs.status_code == 200
         assert "swagger-ui" in docs.text
+
+
+@pytest.mark.parametrize("use_index", [True, False], ids=["hot-index", "duckdb"])
+def test_adjusted_prices(tmp_path: Path, seeded: Engine, use_index: bool) -> None:
+    settings = lake.LakeSettings(lake_uri=str(tmp_path / "lake"))
+    days = [dt.date(2024, 1, d) for d in (2, 3, 4)]
+    bars = bars_table(
+        "ADJ",
+        [
+            {"date": d, "open": c, "high": c, "low": c, "close": c, "volume": 1000}
+            for d, c in zip(days, [100.0, 102.0, 51.0], strict=True)
+        ],
+    )
+    bars = bars.append_column("adj_close", pa.array([50.0, 51.0, 51.0]))
+    bars = bars.append_column("adj_volume", pa.array([2000.0, 2000.0, 1000.0]))
+    bars = bars.append_column("split_factor", pa.array([1.0, 1.0, 2.0]))
+    lake.write_bars(settings, bars, job_id="adj", today=dt.date(2024, 1, 5))
+    with TestClient(make_app(settings, engine=seeded, api_hot_index=use_index)) as c:
+        raw = c.get("/v1/eod/ADJ", params={"from": "2024-01-02", "to": "2024-01-04"}).json()
+        adj = c.get(
+            "/v1/eod/ADJ", params={"from": "2024-01-02", "to": "2024-01-04", "adjusted": "true"}
+        ).json()
+        assert [b["close"] for b in raw["data"]] == [100.0, 102.0, 51.0]
+        assert [b["close"] for b in adj["data"]] == [50.0, 51.0, 51.0]
+        assert [b["open"] for b in adj["data"]] == [100.0, 102.0, 51.0]  # no adj_open: raw
+        assert [b["volume"] for b in adj["data"]] == [2000, 2000, 1000]
+        assert [b["split_factor"] for b in adj["data"]] == [1.0, 1.0, 2.0]
+        assert (raw["adjusted"], adj["adjusted"]) == (False, True)
+        d_raw = c.get("/v1/eod/ADJ/delta", params={"days": 2}).json()["data"]
+        d_adj = c.get("/v1/eod/ADJ/delta", params={"days": 2, "adjusted": "true"}).json()["data"]
+        assert (d_raw["start_close"], d_raw["pct_change"]) == (100.0, -49.0)
+        assert (d_adj["start_close"], d_adj["pct_change"]) == (50.0, 2.0)
