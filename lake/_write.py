@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -58,6 +58,10 @@ class WriteMetrics:
     committed: bool
     partitions: tuple[str, ...]
     attempts: int
+    #: Rows of the batch that passed validation, whether or not this call committed them.
+    rows_valid: int = 0
+    #: First and last trade date per ticker among the valid rows.
+    ticker_ranges: Mapping[str, tuple[dt.date, dt.date]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +356,24 @@ def _upsert(
     return _commit_with_retry(settings, name, app_id, merge, retry, metadata=metadata)
 
 
+def ticker_ranges(bars: pa.Table) -> dict[str, tuple[dt.date, dt.date]]:
+    """First and last trade date of each ticker in `bars`."""
+    if bars.num_rows == 0:
+        return {}
+    agg = bars.group_by("ticker").aggregate([("trade_date", "min"), ("trade_date", "max")])
+    return dict(
+        zip(
+            agg.column("ticker").to_pylist(),
+            zip(
+                agg.column("trade_date_min").to_pylist(),
+                agg.column("trade_date_max").to_pylist(),
+                strict=True,
+            ),
+            strict=True,
+        )
+    )
+
+
 def write_bars(
     settings: LakeSettings,
     bars: pa.Table,
@@ -375,6 +397,7 @@ def write_bars(
         return WriteMetrics(
             0, checked.rejects.num_rows, 0, 0, 0, table.version() if table else None, False, (), 0
         )
+    ranges = ticker_ranges(checked.good)
     batch = _with_lineage(
         checked.good,
         job_id=job_id,
@@ -410,4 +433,6 @@ def write_bars(
         committed=committed,
         partitions=partitions,
         attempts=attempts,
+        rows_valid=checked.good.num_rows,
+        ticker_ranges=ranges,
     )

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import pyarrow as pa
 from sqlalchemy.engine import Engine
 
 import catalog
@@ -311,17 +310,15 @@ class Worker:
         if stop is not None and stop.is_set():
             raise _ReleasedError
         checks = session_checks(calendar_code, timezone=timezone)
-        good = lake.validate(bars, extra_checks=checks).good
         metrics = lake.write_bars(self.lake_settings, bars, job_id=job.job_id, extra_checks=checks)
         if self.options.crash_after_commit:
             log.warning("crash_after_commit", job_id=job.job_id)
             os._exit(CRASH_EXIT_CODE)
-        ranges = _ranges(good)
         with catalog.session_scope(self.engine) as session:
             catalog.mark_job_succeeded(
                 session,
                 uuid.UUID(job.job_id),
-                rows_written=good.num_rows,
+                rows_written=metrics.rows_valid,
                 rows_rejected=metrics.rows_rejected,
                 lake_version=metrics.version,
                 outputs=[
@@ -329,30 +326,19 @@ class Worker:
                         "table_uri": self.lake_settings.table_uri(lake.EOD_TABLE),
                         "table_name": lake.EOD_TABLE,
                         "version": metrics.version,
-                        "rows": good.num_rows,
+                        "rows": metrics.rows_valid,
                         "partitions": list(metrics.partitions),
                     }
                 ],
             )
-            catalog.record_ingested_ranges(session, job.exchange_mic, ranges)
+            catalog.record_ingested_ranges(session, job.exchange_mic, metrics.ticker_ranges)
         return JobResult(
-            job.job_id, good.num_rows, metrics.rows_rejected, metrics.version, metrics.committed
+            job.job_id,
+            metrics.rows_valid,
+            metrics.rows_rejected,
+            metrics.version,
+            metrics.committed,
         )
-
-
-def _ranges(good: pa.Table) -> dict[str, tuple[Any, Any]]:
-    if good.num_rows == 0:
-        return {}
-    agg = good.group_by("ticker").aggregate([("trade_date", "min"), ("trade_date", "max")])
-    return {
-        t: (lo, hi)
-        for t, lo, hi in zip(
-            agg.column("ticker").to_pylist(),
-            agg.column("trade_date_min").to_pylist(),
-            agg.column("trade_date_max").to_pylist(),
-            strict=True,
-        )
-    }
 
 
 def run_workers(
