@@ -145,6 +145,7 @@ class Server:
             "STOCKDATA_SQL_WORKERS": "1",
             "STOCKDATA_API_STALENESS_SECONDS": "300",
             "STOCKDATA_API_HOT_INDEX": "true" if hot_index else "false",
+            "STOCKDATA_API_HOT_INDEX_MAX_ROWS": "60000000",
         }
         self.proc = subprocess.Popen(
             [

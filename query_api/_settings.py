@@ -39,9 +39,11 @@ class ApiSettings(StockdataSettings):
         "point lookups, deltas and movers (rebuilt when a new lake version appears).",
     )
     api_hot_index_max_rows: int = Field(
-        default=60_000_000,
+        default=2_000_000,
         ge=0,
-        description="Above this many rows the in-memory index is not built; DuckDB answers alone.",
+        description="Above this many rows the in-memory index is not built; DuckDB answers alone. "
+        "It costs about 200 bytes per row per worker process (5 GB at 25M rows), held twice "
+        "while a new version is indexed: size it to the pod's memory limit.",
     )
     api_max_page_size: int = Field(
         default=5_000, ge=1, le=1_000_000, description="Largest `limit` of a paginated JSON page."
