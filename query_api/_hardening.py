@@ -32,7 +32,6 @@ from collections.abc import Sequence
 
 from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -191,11 +190,11 @@ class SecurityHeadersMiddleware(ASGIMiddleware):
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableScopeHeaders.from_message(message)
-                for name, value in extra:
-                    key = name.decode()
-                    if key not in headers:
-                        headers[key] = value.decode()
+                # Raw header pairs: one set lookup per header instead of a parsed-headers scan.
+                raw = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in raw}
+                raw.extend(pair for pair in extra if pair[0] not in present)
+                message["headers"] = raw
             await send(message)
 
         await next_app(scope, receive, send_wrapper)
