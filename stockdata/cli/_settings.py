@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,6 +24,9 @@ SETTINGS_CLASSES: tuple[tuple[str, str], ...] = (
     ("query_api._sandbox", "SqlSettings"),
     ("query_api._hardening", "SecuritySettings"),
 )
+
+
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def settings_classes() -> list[type[BaseSettings]]:
@@ -45,6 +50,10 @@ def _default(field: Any) -> str:
         return "(secret)"
     if isinstance(value, list | tuple | set | dict) and not value:
         return "empty"
+    if isinstance(value, Path) and value.is_absolute():
+        # A file shipped in the package: show where it lives in the source tree, not here.
+        with contextlib.suppress(ValueError):
+            value = value.relative_to(_SOURCE_ROOT)
     return f"`{value}`"
 
 
