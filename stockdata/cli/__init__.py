@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 import traceback
 from typing import Any
@@ -79,8 +80,15 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    sys.exit(143)
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: every expected failure becomes one line and a non-zero exit."""
+    # SIGTERM exits through SystemExit, so exit hooks run (the embedded Postgres stops when its
+    # last user exits); commands that must finish work in hand install their own handler.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return cli.main(args=argv, prog_name="stockdata", standalone_mode=False)
     except click.exceptions.Exit as exc:

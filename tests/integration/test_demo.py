@@ -91,3 +91,13 @@ def test_demo_loads_the_samples_once_and_serves_them(home: Path) -> None:
         os.killpg(server.pid, signal.SIGINT)
         server.wait(30)
     assert server.returncode in (0, 130)
+
+    # The embedded Postgres stops with its last user, even though the server's worker process
+    # was killed without running its exit hooks.
+    from catalog import DatabaseSettings
+
+    postmaster = DatabaseSettings(home=home).pgdata / "postmaster.pid"
+    deadline = time.monotonic() + 30
+    while postmaster.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not postmaster.exists()
