@@ -322,10 +322,16 @@ def main(argv: list[str] | None = None) -> None:
         "cross-section 1/5/21/63/252": 50.0,
     }
     load = os.getloadavg()
+    busy = load[1] > (os.cpu_count() or 1)
     lines = [
         f"Load average at the end of the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
-        f"(1/5/15 min) on {os.cpu_count()} cores: other work shared the machine, so absolute "
-        "figures are inflated; the comparisons were measured in the same run.",
+        f"(1/5/15 min) on {os.cpu_count()} cores"
+        + (
+            ": other work shared the machine, so absolute figures are inflated; the "
+            "comparisons were measured in the same run."
+            if busy
+            else " (the benchmark's own work; the machine was otherwise idle)."
+        ),
         "",
         f"`python -m bench lake{' --small' if small else ''}`: {len(tickers):,} synthetic tickers "
         f"x {DATE_FROM.year}-{DATE_TO.year} ({count:,} rows) on local disk. Ours: `eod_prices` "
