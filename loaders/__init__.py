@@ -1,6 +1,6 @@
 """Loaders: providers, calendar-aware validation, the controller, queue backends and workers."""
 
-from loaders._backfill import enqueue_backfill, plan_backfill, year_ranges
+from loaders._backfill import check_batch_size, enqueue_backfill, plan_backfill, year_ranges
 from loaders._calendar import (
     find_gaps,
     get_calendar,
@@ -28,7 +28,14 @@ from loaders._worker import (
     replay_poisoned,
     run_workers,
 )
-from loaders.providers import Provider, ProviderSettings, get_provider, provider_names, register
+from loaders.providers import (
+    Provider,
+    ProviderSettings,
+    get_provider,
+    max_symbols_per_job,
+    provider_names,
+    register,
+)
 
 __all__ = [
     "MAX_BATCH",
@@ -47,6 +54,7 @@ __all__ = [
     "WorkerOptions",
     "WorkerStats",
     "batches",
+    "check_batch_size",
     "enqueue_backfill",
     "enqueue_daily",
     "enqueue_job",
@@ -55,6 +63,7 @@ __all__ = [
     "get_provider",
     "is_session",
     "latest_closed_session",
+    "max_symbols_per_job",
     "open_poison_queue",
     "open_queue",
     "plan_backfill",

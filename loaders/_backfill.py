@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 import catalog
 from loaders._controller import MAX_BATCH, EnqueuedJob, batches, enqueue_job
 from loaders._queue import Queue
+from loaders.providers._base import max_symbols_per_job
 from stockdata.errors import InvalidInputError
 
 
@@ -23,17 +24,40 @@ def year_ranges(date_from: dt.date, date_to: dt.date) -> list[tuple[dt.date, dt.
     ]
 
 
+def check_batch_size(provider: str, batch_size: int | None) -> int:
+    """The batch size a backfill from `provider` uses: `batch_size`, or the provider's
+    `max_symbols_per_job` when None. A size above that limit is refused."""
+    limit = max_symbols_per_job(provider)
+    if batch_size is None:
+        return limit
+    if batch_size < 1:
+        raise InvalidInputError(f"--batch-size must be at least 1, got {batch_size}")
+    if batch_size > limit:
+        raise InvalidInputError(
+            f"--batch-size {batch_size} exceeds provider {provider!r}'s limit of {limit} "
+            "symbols per job"
+        )
+    return batch_size
+
+
 def plan_backfill(
-    tickers: Sequence[str], date_from: dt.date, date_to: dt.date, *, batch_size: int = MAX_BATCH
+    tickers: Sequence[str],
+    date_from: dt.date,
+    date_to: dt.date,
+    *,
+    batch_size: int = MAX_BATCH,
+    limit: int = MAX_BATCH,
 ) -> list[tuple[list[str], dt.date, dt.date]]:
-    """Jobs as (tickers, from, to), batch-major so concurrent workers hit different years."""
+    """Jobs as (tickers, from, to), batch-major so concurrent workers hit different years.
+
+    `limit` is the largest batch allowed (the provider's `max_symbols_per_job`)."""
     if not tickers:
         raise InvalidInputError(
             "no tickers to backfill: pass --tickers or an exchange with tickers"
         )
     return [
         (batch, lo, hi)
-        for batch in batches(tickers, batch_size)
+        for batch in batches(tickers, batch_size, limit=limit)
         for lo, hi in year_ranges(date_from, date_to)
     ]
 
@@ -47,9 +71,13 @@ def enqueue_backfill(
     date_from: dt.date,
     date_to: dt.date,
     tickers: Sequence[str] | None = None,
-    batch_size: int = MAX_BATCH,
+    batch_size: int | None = None,
 ) -> list[EnqueuedJob]:
-    """Enqueue a backfill of `tickers` (default: the exchange's active tickers)."""
+    """Enqueue a backfill of `tickers` (default: the exchange's active tickers).
+
+    `batch_size` (symbols per job) defaults to the provider's `max_symbols_per_job` and may
+    not exceed it."""
+    size = check_batch_size(provider, batch_size)
     exchange_mic = exchange_mic.upper()
     with catalog.session_scope(engine) as session:
         exchange = catalog.get_exchange(session, exchange_mic)
@@ -68,5 +96,5 @@ def enqueue_backfill(
             tickers=batch,
             exchange=name,
         )
-        for batch, lo, hi in plan_backfill(tickers, date_from, date_to, batch_size=batch_size)
+        for batch, lo, hi in plan_backfill(tickers, date_from, date_to, batch_size=size, limit=size)
     ]

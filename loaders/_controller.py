@@ -36,10 +36,15 @@ class EnqueuedJob:
     sent: bool
 
 
-def batches(tickers: Sequence[str], size: int = MAX_BATCH) -> list[list[str]]:
-    """Sorted tickers cut into batches of at most `size` (stable: same input, same batches)."""
-    if not 1 <= size <= MAX_BATCH:
-        raise InvalidInputError(f"batch size must be 1..{MAX_BATCH}, got {size}")
+def batches(
+    tickers: Sequence[str], size: int = MAX_BATCH, *, limit: int = MAX_BATCH
+) -> list[list[str]]:
+    """Sorted tickers cut into batches of at most `size` (stable: same input, same batches).
+
+    `limit` is the largest size allowed: 100 for daily messages, a provider's
+    `max_symbols_per_job` for backfills."""
+    if not 1 <= size <= limit:
+        raise InvalidInputError(f"batch size must be 1..{limit}, got {size}")
     ordered = sorted({t.upper() for t in tickers})
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 

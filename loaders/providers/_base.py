@@ -24,6 +24,9 @@ class Provider(Protocol):
     """
 
     name: str
+    #: The most symbols one queued job may carry for this provider (an API's per-call cap,
+    #: or what keeps a job's memory and message size sensible). Backfills default to it.
+    max_symbols_per_job: int
 
     def fetch_bars(
         self,
@@ -60,6 +63,22 @@ def register(name: str) -> Callable[[ProviderFactory], ProviderFactory]:
 
 def provider_names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+#: What a provider that does not declare `max_symbols_per_job` may carry per job.
+DEFAULT_MAX_SYMBOLS_PER_JOB = 100
+
+
+def max_symbols_per_job(name: str) -> int:
+    """The `max_symbols_per_job` the provider registered as `name` declares (no instance
+    is built, so no settings or credentials are needed)."""
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ConfigurationError(
+            f"unknown provider {name!r}: choose one of {', '.join(provider_names())}"
+        ) from None
+    return int(getattr(factory, "max_symbols_per_job", DEFAULT_MAX_SYMBOLS_PER_JOB))
 
 
 def get_provider(name: str, settings: Any, **options: Any) -> Provider:

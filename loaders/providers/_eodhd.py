@@ -111,6 +111,8 @@ class EodhdProvider:
     """EODHD end-of-day prices; the `api_token` query parameter is scrubbed from every log."""
 
     name = "eodhd"
+    #: a per-symbol endpoint: 100 calls per job
+    max_symbols_per_job = 100
 
     def __init__(
         self,

@@ -160,6 +160,8 @@ class FileProvider:
     """
 
     name = "file"
+    #: one file is one ticker
+    max_symbols_per_job = 1
 
     def __init__(
         self,

@@ -86,6 +86,8 @@ class MarketstackProvider:
     """
 
     name = "marketstack"
+    #: Marketstack's `symbols` cap per call
+    max_symbols_per_job = 100
 
     def __init__(
         self,

@@ -20,6 +20,8 @@ class SyntheticProvider:
     """
 
     name = "synthetic"
+    #: measured in bench/run_loaders.py (500/1000/2500)
+    max_symbols_per_job = 1000
 
     def __init__(
         self,

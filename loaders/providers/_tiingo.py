@@ -66,6 +66,8 @@ class TiingoProvider:
     """Tiingo end-of-day prices; the token travels in the Authorization header, never the URL."""
 
     name = "tiingo"
+    #: a per-symbol endpoint: 100 calls per job
+    max_symbols_per_job = 100
 
     def __init__(
         self,

@@ -191,7 +191,9 @@ class _Progress:
 @click.option("--from", "date_from", required=True, callback=_date, help="First date.")
 @click.option("--to", "date_to", callback=_date, help="Last date (default: today).")
 @click.option(
-    "--batch-size", default=loaders.MAX_BATCH, show_default=True, type=click.IntRange(1, 100)
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Symbols per job (default and maximum: the provider's max_symbols_per_job).",
 )
 @click.option("--inline", is_flag=True, help="Also run workers in this process until done.")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64))
@@ -201,13 +203,14 @@ def backfill(
     mic: str | None,
     date_from: dt.date,
     date_to: dt.date | None,
-    batch_size: int,
+    batch_size: int | None,
     inline: bool,
     concurrency: int,
 ) -> None:
     """Enqueue a backfill as (ticker batch x year) jobs; --inline also works them off."""
     if not tickers and not mic:
         raise click.UsageError("pass --tickers A,B or --exchange MIC")
+    batch_size = loaders.check_batch_size(provider, batch_size)
     symbols = [t.strip().upper() for t in tickers.split(",") if t.strip()] if tickers else None
     engine = _context.engine()
     if mic is None:

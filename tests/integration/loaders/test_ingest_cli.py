@@ -208,6 +208,27 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(
         2,
         "error: pass --tickers A,B or --exchange MIC\n",
     )
+    too_big = ingest(
+        "backfill",
+        "--provider",
+        "marketstack",
+        "--tickers",
+        "MSFT",
+        "--from",
+        "2020-01-01",
+        "--batch-size",
+        "101",
+        pg_url=pg_url,
+        home=tmp_path,
+        lake_dir=lake_dir,
+    )
+    assert (too_big.returncode, too_big.stdout, too_big.stderr) == (
+        1,
+        "",
+        "error: --batch-size 101 exceeds provider 'marketstack''s limit of 100 symbols per job\n",
+    )
+    with catalog.session_scope(seeded) as session:
+        assert sum(catalog.job_counts(session).values()) == 0
     no_lake = ingest("gaps", "--ticker", "MSFT", pg_url=pg_url, home=tmp_path, lake_dir=lake_dir)
     assert no_lake.returncode == 1
     assert no_lake.stderr.startswith("error: no eod_prices table at ")

@@ -72,3 +72,15 @@ def test_bad_payloads_are_permanent_errors(body: str, reason: str) -> None:
         loaders.JobMessage.from_json(body)
     assert info.value.code == "bad-message"
     assert str(info.value).startswith(reason)
+
+
+def test_the_largest_batch_any_provider_allows_fits_in_64_kb_with_32_char_symbols() -> None:
+    largest = max(loaders.max_symbols_per_job(name) for name in loaders.provider_names())
+    assert largest == 1000
+    # 32 characters is the catalog's longest symbol (tickers.symbol is VARCHAR(32))
+    tickers = tuple(f"SYMBOL{i:026d}" for i in range(largest))
+    body = dataclasses.replace(_message(), tickers=tickers).to_json()
+    assert len(body.encode()) == 35252
+    assert len(body.encode()) < loaders.MAX_MESSAGE_BYTES
+    # even base64-encoded (as some Azure Storage Queue clients send it) it stays under 64 KB
+    assert (len(body.encode()) + 2) // 3 * 4 == 47004 < loaders.MAX_MESSAGE_BYTES

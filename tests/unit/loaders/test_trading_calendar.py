@@ -9,7 +9,7 @@ import pytest
 
 import loaders
 from loaders._worker import WorkerOptions
-from stockdata.errors import InvalidInputError
+from stockdata.errors import ConfigurationError, InvalidInputError
 
 UTC = dt.UTC
 
@@ -103,3 +103,42 @@ def test_backoff_doubles_is_capped_and_honours_retry_after(
     options = WorkerOptions(backoff_base=5.0, backoff_max=60.0)
     for _ in range(50):
         assert low <= options.backoff(delivery, retry_after) <= high
+
+
+def test_providers_declare_their_symbols_per_job() -> None:
+    limits = {name: loaders.max_symbols_per_job(name) for name in loaders.provider_names()}
+    assert limits == {
+        "eodhd": 100,
+        "file": 1,
+        "marketstack": 100,
+        "synthetic": 1000,
+        "tiingo": 100,
+    }
+    with pytest.raises(ConfigurationError, match="unknown provider 'nope'"):
+        loaders.max_symbols_per_job("nope")
+
+
+def test_backfill_batch_size_defaults_to_the_provider_limit_and_refuses_more() -> None:
+    assert loaders.check_batch_size("synthetic", None) == 1000
+    assert loaders.check_batch_size("marketstack", None) == 100
+    assert loaders.check_batch_size("synthetic", 250) == 250
+    with pytest.raises(InvalidInputError) as info:
+        loaders.check_batch_size("marketstack", 101)
+    assert info.value.message == (
+        "--batch-size 101 exceeds provider 'marketstack''s limit of 100 symbols per job"
+    )
+    with pytest.raises(InvalidInputError, match="exceeds provider 'file'"):
+        loaders.check_batch_size("file", 2)
+
+
+def test_a_5000_ticker_20_year_plan_has_100_jobs_at_1000_and_1000_jobs_at_100() -> None:
+    tickers = [f"T{i:05d}" for i in range(5000)]
+    lo, hi = dt.date(2005, 1, 1), dt.date(2024, 12, 31)
+    big = loaders.plan_backfill(tickers, lo, hi, batch_size=1000, limit=1000)
+    small = loaders.plan_backfill(tickers, lo, hi)
+    assert (len(big), len(small)) == (100, 1000)
+    assert [len(b) for b, _, _ in big[::20]] == [1000] * 5
+    assert big[0] == (tickers[:1000], dt.date(2005, 1, 1), dt.date(2005, 12, 31))
+    assert big[-1] == (tickers[4000:], dt.date(2024, 1, 1), dt.date(2024, 12, 31))
+    with pytest.raises(InvalidInputError, match=r"batch size must be 1\.\.100, got 1000"):
+        loaders.plan_backfill(tickers, lo, hi, batch_size=1000)
