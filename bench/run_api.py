@@ -128,7 +128,13 @@ class Server:
     """`stockdata serve` in its own process group on a free loopback port."""
 
     def __init__(
-        self, settings: lake.LakeSettings, *, server: str, workdir: Path, hot_index: bool = True
+        self,
+        settings: lake.LakeSettings,
+        *,
+        server: str,
+        workdir: Path,
+        hot_index: bool = True,
+        workers: int = 1,
     ) -> None:
         import socket
 
@@ -160,7 +166,7 @@ class Server:
                 "--server",
                 server,
                 "--workers",
-                "1",
+                str(workers),
             ],
             env=env,
             stdout=subprocess.DEVNULL,

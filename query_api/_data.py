@@ -292,7 +292,7 @@ class EodStore:
 
     def _timed(self, kind: str, engine: str, t0: float) -> None:
         if self._metrics is not None:
-            self._metrics.queries.labels(kind, engine).observe(time.perf_counter() - t0)
+            self._metrics.observe_query(kind, engine, time.perf_counter() - t0)
 
     # -- symbols ---------------------------------------------------------------------------
 

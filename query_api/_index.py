@@ -114,6 +114,8 @@ class HotIndex:
         """Bars at row positions as dicts of the API's bar fields, without Arrow compute."""
         if pos.size == 0:
             return []
+        if pos.size == 1:
+            return [self._record(int(pos[0]), adjusted=adjusted)]
         sids = np.searchsorted(self.ends, pos, side="right")
         prices = {}
         for name in ("open", "high", "low", "close"):
@@ -159,6 +161,43 @@ class HotIndex:
             )
         return out
 
+    def _record(self, p: int, *, adjusted: bool) -> dict[str, object]:
+        """One bar by scalar reads (a point lookup): no per-field fancy indexing or arrays."""
+        sid = int(self.ends.searchsorted(p, side="right"))
+        num = self._num
+        prices: list[float] = []
+        for name in ("open", "high", "low", "close"):
+            value = float(num[name].item(p))
+            if adjusted:
+                adj = float(num[f"adj_{name}"].item(p))
+                if adj == adj:
+                    value = adj
+            prices.append(value)
+        volume = int(self._volume.item(p))
+        if adjusted:
+            adj_v = float(num["adj_volume"].item(p))
+            if adj_v == adj_v:
+                volume = round(adj_v)
+        split = float(num["split_factor"].item(p))
+        div = float(num["dividend"].item(p))
+        cur_codes, cur_names = self._text["currency"]
+        src_codes, src_names = self._text["source"]
+        ticker, mic = self.series[sid]
+        return {
+            "ticker": ticker,
+            "exchange_mic": mic,
+            "date": _EPOCH + dt.timedelta(days=int(self.days.item(p)) - _DAY_OFFSET),
+            "open": prices[0],
+            "high": prices[1],
+            "low": prices[2],
+            "close": prices[3],
+            "volume": volume,
+            "split_factor": None if split != split else split,
+            "dividend": None if div != div else div,
+            "currency": cur_names[int(cur_codes.item(p))],
+            "source": src_names[int(src_codes.item(p))],
+        }
+
     @classmethod
     def build(cls, cursor: duckdb.DuckDBPyConnection, *, version: int | None) -> HotIndex:
         cols = ", ".join(INDEX_COLUMNS)
@@ -184,15 +223,17 @@ class HotIndex:
 
     def range(self, sid: int, lo: dt.date | None, hi: dt.date | None) -> tuple[int, int]:
         base = sid << 32
+        # ndarray.searchsorted directly: np.searchsorted's dispatch wrapper costs as much as
+        # the search itself on a point lookup.
         a = (
             int(self.starts[sid])
             if lo is None
-            else int(np.searchsorted(self.keys, base | day_number(lo)))
+            else int(self.keys.searchsorted(base | day_number(lo)))
         )
         b = (
             int(self.ends[sid])
             if hi is None
-            else int(np.searchsorted(self.keys, base | day_number(hi), side="right"))
+            else int(self.keys.searchsorted(base | day_number(hi), side="right"))
         )
         return a, max(a, b)
 

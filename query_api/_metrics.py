@@ -46,7 +46,12 @@ class ApiMetrics:
         )
 
         self._hits = 0
+        # Pre-bound label children: `labels()` validates and hashes its labels on every call.
         self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._cache_children: dict[str, Any] = {
+            result: self.cache.labels(result) for result in ("hit", "miss", "not_modified")
+        }
+        self._query_children: dict[tuple[str, str], Any] = {}
         self._lookups = 0
         self.hit_ratio = Gauge(
             "stockdata_api_cache_hit_ratio",
@@ -64,10 +69,20 @@ class ApiMetrics:
         child.observe(seconds)
 
     def cache_result(self, result: str) -> None:
-        self.cache.labels(result).inc()
+        child = self._cache_children.get(result)
+        if child is None:
+            child = self._cache_children[result] = self.cache.labels(result)
+        child.inc()
         self._lookups += 1
         if result != "miss":
             self._hits += 1
+
+    def observe_query(self, kind: str, engine: str, seconds: float) -> None:
+        key = (kind, engine)
+        child = self._query_children.get(key)
+        if child is None:
+            child = self._query_children[key] = self.queries.labels(kind, engine)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,12 +25,26 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
 
 class RequestContextMiddleware(ASGIMiddleware):
-    """X-Request-ID in (if well-formed) or new; echoed back; one access-log event; latency."""
+    """X-Request-ID in (if well-formed) or new; echoed back; one access-log event; latency.
+
+    Per request it does no more than it must: new request ids are a per-process random prefix
+    plus a counter (unique, 32 hex digits, no UUID object), the latency histogram child is
+    bound once per (route, method, status), and the access logger is resolved once.
+    """
 
     scopes = (ScopeType.HTTP,)
 
     def __init__(self, *, access_logs: bool = True) -> None:
         self.access_logs = access_logs
+        self._prefix = secrets.token_hex(8)
+        self._seq = itertools.count(1)
+        self._log: Any = None
+
+    def _logger(self) -> Any:
+        # Bound on first use (after `configure_logging`), not through the lazy proxy per call.
+        if self._log is None:
+            self._log = access_log.bind()
+        return self._log
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         start = time.perf_counter()
@@ -38,19 +53,20 @@ class RequestContextMiddleware(ASGIMiddleware):
             if key == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        if incoming and _REQUEST_ID.match(incoming):
+            request_id = incoming
+        else:
+            request_id = f"{self._prefix}{next(self._seq):016x}"
         scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
         status = 500
-        method = str(scope.get("method", "GET"))
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", ()),
-                    (b"x-request-id", request_id.encode()),
-                ]
+                headers = message.get("headers")
+                message["headers"] = [*headers, header] if headers else [header]
             await send(message)
 
         try:
@@ -58,11 +74,12 @@ class RequestContextMiddleware(ASGIMiddleware):
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("path_template") or "unmatched"
+            method = str(scope.get("method", "GET"))
             services: Services | None = getattr(scope["app"].state, "services", None)
             if services is not None:
-                services.metrics.requests.labels(route, method, str(status)).observe(elapsed)
+                services.metrics.observe_request(route, method, status, elapsed)
             if self.access_logs:
-                access_log.info(
+                self._logger().info(
                     "request",
                     method=method,
                     path=scope["path"],

@@ -155,6 +155,17 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
         require_role(principal, Role(role))
 
 
+async def authorize(request: Request[Any, Any, Any]) -> None:
+    """`guard` as the routers' `before_request` hook: same checks, same place in the request.
+
+    Litestar runs `before_request` inside the route (so problem answers still pass through the
+    security-header, rate-limit and request-id middlewares) and before any parameter is parsed,
+    exactly like a guard, but without the copy of the route handler Litestar makes for every
+    guard call (about a fifth of a hot-index lookup's time).
+    """
+    await guard(request, request.scope["route_handler"])
+
+
 def _upper(value: str | None) -> str | None:
     return value.upper() if value is not None else None
 
@@ -671,9 +682,11 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             movers,
             run_sql,
         ],
-        guards=[guard],
+        before_request=authorize,
     )
-    legacy = Router(path="/", route_handlers=[legacy_latest, legacy_delta], guards=[guard])
+    legacy = Router(
+        path="/", route_handlers=[legacy_latest, legacy_delta], before_request=authorize
+    )
     return [v1, legacy]
 
 
@@ -760,4 +773,4 @@ def _ticker(t: catalog.Ticker, mic: str) -> m.Ticker:
     )
 
 
-__all__ = ["BAR_SCHEMA", "build_routes", "guard"]
+__all__ = ["BAR_SCHEMA", "authorize", "build_routes", "guard"]
