@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import Session
 
 from catalog._models import (
@@ -179,15 +179,25 @@ def record_ingested_range(
 def record_ingested_ranges(
     session: Session, mic: str, ranges: Mapping[str, tuple[dt.date, dt.date]]
 ) -> None:
-    """`record_ingested_range` for many tickers of one exchange in one statement."""
+    """`record_ingested_range` for many tickers of one exchange in one statement.
+
+    The ranges travel as three array parameters unnested server-side: the statement's SQL
+    is the same for any number of tickers, so it compiles once (a VALUES list of 1,000 rows
+    cost ~85 ms of SQL compilation per call)."""
     if not ranges:
         return
-    r = sa.values(
-        sa.column("symbol", sa.String),
-        sa.column("first", sa.Date),
-        sa.column("last", sa.Date),
-        name="r",
-    ).data([(symbol, first, last) for symbol, (first, last) in sorted(ranges.items())])
+    items = sorted(ranges.items())
+    r = (
+        sa.func.unnest(
+            sa.literal([symbol for symbol, _ in items], ARRAY(sa.String)),
+            sa.literal([first for _, (first, _) in items], ARRAY(sa.Date)),
+            sa.literal([last for _, (_, last) in items], ARRAY(sa.Date)),
+        )
+        .table_valued(
+            sa.column("symbol", sa.String), sa.column("first", sa.Date), sa.column("last", sa.Date)
+        )
+        .render_derived(name="r")
+    )
     exchange_id = sa.select(Exchange.id).where(Exchange.mic == mic.upper()).scalar_subquery()
     session.execute(
         sa.update(Ticker)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -145,6 +146,37 @@ def ensure_table(settings: LakeSettings, name: str) -> DeltaTable:
     return table
 
 
+#: Per-thread cache of the DeltaTable objects writers commit through: re-opening a table
+#: replays its log from the last checkpoint on every job, `update_incremental` reads only
+#: the commits since. One thread never shares its objects with another.
+_WRITER_TABLES = threading.local()
+_WRITER_TABLES_MAX = 8
+
+
+def _writer_table(settings: LakeSettings, name: str) -> DeltaTable:
+    """`ensure_table`, reusing this thread's open DeltaTable brought up to date."""
+    uri = settings.table_uri(name)
+    key = (uri, tuple(sorted(settings.storage_options().items())))
+    cache: dict[tuple[str, tuple[tuple[str, str], ...]], DeltaTable] | None = getattr(
+        _WRITER_TABLES, "tables", None
+    )
+    if cache is None:
+        cache = _WRITER_TABLES.tables = {}
+    table = cache.get(key)
+    if table is not None:
+        try:
+            table.update_incremental()
+            return table
+        except (DeltaError, OSError) as exc:  # gone or unreadable: open afresh
+            log.debug("writer_table_reopen", table=name, error=str(exc))
+            del cache[key]
+    table = ensure_table(settings, name)
+    if len(cache) >= _WRITER_TABLES_MAX:
+        del cache[next(iter(cache))]
+    cache[key] = table
+    return table
+
+
 def _repeat(value: str, n: int) -> pa.Array:
     return pa.DictionaryArray.from_arrays(
         pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string())
@@ -166,19 +198,23 @@ def _with_lineage(
     return out.cast(EOD_SCHEMA)
 
 
-def _box(batch: pa.Table) -> tuple[str, str, dt.date, dt.date, list[str]]:
+Box = tuple[str, str, dt.date, dt.date, list[str]]
+
+
+def _box(batch: pa.Table) -> Box:
+    """(first ticker, last ticker, first date, last date, sorted periods) of a batch."""
     tlo, thi = (v.as_py() for v in pc.min_max(batch.column("ticker")).values())
     dlo, dhi = (v.as_py() for v in pc.min_max(batch.column("trade_date")).values())
     return tlo, thi, dlo, dhi, sorted(pc.unique(batch.column("period")).to_pylist())
 
 
-def _can_collide(table: DeltaTable, batch: pa.Table) -> bool:
+def _can_collide(table: DeltaTable, batch: pa.Table, box: Box | None = None) -> bool:
     """Whether any file's (ticker, trade_date) stats box overlaps the batch's box.
 
     Reads only the Delta log. False means no existing row can share a key with the batch,
     so a predicate-guarded append is exact; True means the batch must be merged.
     """
-    tlo, thi, dlo, dhi, periods = _box(batch)
+    tlo, thi, dlo, dhi, periods = box or _box(batch)
     adds = pa.table(table.get_add_actions(flatten=True))
     if adds.num_rows == 0:
         return False
@@ -203,9 +239,9 @@ def _can_collide(table: DeltaTable, batch: pa.Table) -> bool:
     return bool(pc.any(pc.fill_null(overlap, True)).as_py())
 
 
-def _append_predicate(batch: pa.Table) -> str:
+def _append_predicate(batch: pa.Table, box: Box | None = None) -> str:
     """The batch's key box: the guarded append reads (and would replace) only this region."""
-    tlo, thi, dlo, dhi, periods = _box(batch)
+    tlo, thi, dlo, dhi, periods = box or _box(batch)
     quoted = ", ".join(_sql_str(p) for p in periods)
     return (
         f"period IN ({quoted}) AND ticker >= {_sql_str(tlo)} AND ticker <= {_sql_str(thi)} "
@@ -217,9 +253,9 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _merge_predicate(batch: pa.Table) -> str:
-    lo, hi = pc.min_max(batch.column("trade_date")).values()
-    periods = ", ".join(_sql_str(p) for p in sorted(pc.unique(batch.column("period")).to_pylist()))
+def _merge_predicate(batch: pa.Table, box: Box | None = None) -> str:
+    _, _, lo, hi, sorted_periods = box or _box(batch)
+    periods = ", ".join(_sql_str(p) for p in sorted_periods)
     return (
         f"t.period IN ({periods}) AND t.trade_date >= CAST('{lo}' AS DATE) "
         f"AND t.trade_date <= CAST('{hi}' AS DATE) "
@@ -238,7 +274,7 @@ def _commit_with_retry(
 ) -> tuple[dict[str, int], int | None, bool, int]:
     """Run `write(table, commit_properties)` once per app id, retrying commit conflicts."""
     for attempt in range(retry.attempts):
-        table = ensure_table(settings, name)
+        table = _writer_table(settings, name)
         if table.transaction_version(app_id) is not None:
             return {}, table.version(), False, attempt + 1
         props = CommitProperties(
@@ -303,18 +339,28 @@ def by_date_rows(batch: pa.Table) -> pa.Table:
 
 
 def _upsert(
-    settings: LakeSettings, name: str, batch: pa.Table, *, app_id: str, retry: RetryPolicy
+    settings: LakeSettings,
+    name: str,
+    batch: pa.Table,
+    *,
+    app_id: str,
+    retry: RetryPolicy,
+    box: Box | None = None,
 ) -> tuple[dict[str, int], int | None, bool, int]:
-    """Insert-or-update `batch` (sorted, with `period`) keyed by (ticker, trade_date), once."""
-    predicate = _merge_predicate(batch)
-    touched = ",".join(sorted(pc.unique(batch.column("period")).to_pylist()))
+    """Insert-or-update `batch` (sorted, with `period`) keyed by (ticker, trade_date), once.
+
+    `box` is `_box(batch)` when the caller already has it."""
+    box = box or _box(batch)
+    predicate = _merge_predicate(batch, box)
+    append_predicate = _append_predicate(batch, box)
+    touched = ",".join(box[4])
     # Which partitions this commit touched and whether their files stay sorted (the guarded
     # append writes the sorted batch; a merge may not): `optimize` reads this from the log.
     metadata = {PARTITIONS_KEY: touched, SORTED_KEY: "false"}
     props_writer = writer_properties(settings)
 
     def merge(table: DeltaTable, props: CommitProperties) -> dict[str, int]:
-        if not _can_collide(table, batch):
+        if not _can_collide(table, batch, box):
             # Fast path. A blind append would not conflict with a concurrent writer of the
             # same keys; an overwrite guarded by the batch's key box makes the conflict
             # checker reject us if anyone added files in that box since our snapshot, and
@@ -323,7 +369,7 @@ def _upsert(
                 table,
                 batch,
                 mode="overwrite",
-                predicate=_append_predicate(batch),
+                predicate=append_predicate,
                 writer_properties=props_writer,
                 target_file_size=settings.lake_target_file_bytes,
                 commit_properties=CommitProperties(
@@ -404,15 +450,17 @@ def write_bars(
         granularity=settings.lake_partition,
         now=dt.datetime.now(dt.UTC),
     )
+    # eod_prices and eod_by_date hold the same rows: one key box serves both commits
+    box = _box(batch)
     metrics, version, committed, attempts = _upsert(
-        settings, EOD_TABLE, batch, app_id=job_id, retry=retry
+        settings, EOD_TABLE, batch, app_id=job_id, retry=retry, box=box
     )
     # The date-ordered copy, under its own application transaction with the same job id:
     # a job that died between the two commits completes it on replay.
-    _upsert(settings, BY_DATE_TABLE, by_date_rows(batch), app_id=job_id, retry=retry)
+    _upsert(settings, BY_DATE_TABLE, by_date_rows(batch), app_id=job_id, retry=retry, box=box)
     inserted = metrics.get("num_target_rows_inserted", 0)
     updated = metrics.get("num_target_rows_updated", 0)
-    partitions = tuple(sorted(pc.unique(batch.column("period")).to_pylist()))
+    partitions = tuple(box[4])
     log.info(
         "bars_written",
         job_id=job_id,
