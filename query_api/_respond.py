@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 from litestar import Request, Response
+from litestar.response.base import ASGIResponse
+from litestar.types import Message, Receive, Scope, Send
 
 from query_api._metrics import ApiMetrics
 from stockdata.errors import InvalidInputError
@@ -153,6 +155,96 @@ def _matches(header: str | None, etag: str) -> bool:
     return etag in tags
 
 
+class _RawAsgi:
+    """The two ASGI messages of an encoded response, built once (no header re-parsing)."""
+
+    __slots__ = ("_body", "_start")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self._start: Message = {"type": "http.response.start", "status": status, "headers": headers}
+        self._body: Message = {"type": "http.response.body", "body": body, "more_body": False}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(self._start)
+        await send(self._body)
+
+
+class RawResponse(Response[bytes]):
+    """A data response of encoded bytes and lower-case raw headers, sent as two messages.
+
+    Litestar's generic path turns a `Response` into an `ASGIResponse` through a mutable
+    header map (one parse per header); the responder already has every header as bytes.
+    Anything the generic path would add (route-level headers or cookies, background tasks,
+    HEAD) makes it fall back to that path, so behaviour never differs.
+    """
+
+    __slots__ = ("raw_headers",)
+
+    def __init__(
+        self,
+        content: bytes,
+        *,
+        status_code: int,
+        raw_headers: list[tuple[bytes, bytes]],
+        media_type: str | None = None,
+    ) -> None:
+        super().__init__(content, status_code=status_code, media_type=media_type)
+        self.raw_headers = raw_headers
+        self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
+
+    def to_asgi_response(
+        self,
+        app: Any,
+        request: Request[Any, Any, Any],
+        *,
+        background: Any = None,
+        cookies: Any = None,
+        encoded_headers: Any = None,
+        headers: dict[str, str] | None = None,
+        is_head_response: bool = False,
+        media_type: Any = None,
+        status_code: int | None = None,
+        type_encoders: Any = None,
+    ) -> ASGIResponse:
+        if (
+            app is not None
+            or background is not None
+            or self.background is not None
+            or cookies
+            or self.cookies
+            or encoded_headers
+            or headers
+            or is_head_response
+            or request.scope["method"] == "HEAD"
+        ):
+            return super().to_asgi_response(
+                app,
+                request,
+                background=background,
+                cookies=cookies,
+                encoded_headers=encoded_headers,
+                headers=headers,
+                is_head_response=is_head_response,
+                media_type=media_type,
+                status_code=status_code,
+                type_encoders=type_encoders,
+            )
+        status = self.status_code or 200
+        return cast(ASGIResponse, _RawAsgi(status, self.raw_headers, self.content))
+
+
+def _raw(name: str, value: str) -> tuple[bytes, bytes]:
+    return name.lower().encode("latin-1"), value.encode("latin-1")
+
+
+_VARY = _raw("Vary", "Accept, Authorization, X-API-Key")
+_CONTENT_TYPE = {
+    JSON: _raw("Content-Type", JSON),
+    CSV: _raw("Content-Type", CSV + "; charset=utf-8"),
+    ARROW: _raw("Content-Type", ARROW),
+}
+
+
 class Responder:
     """Serves one data request: 304 on a matching ETag, cache hit, or compute and encode."""
 
@@ -160,6 +252,7 @@ class Responder:
         self.cache = cache
         self.metrics = metrics
         self.max_age = max_age
+        self._cache_control: dict[int, bytes] = {}
 
     def respond(
         self,
@@ -174,18 +267,18 @@ class Responder:
         key = request_key(request, fmt)
         etag = etag_for(version, key)
         age = int(min(self.max_age, self.max_age if max_age is None else max_age))
-        headers = {
-            "ETag": etag,
-            "Cache-Control": f"public, max-age={age}",
-            "Vary": "Accept, Authorization, X-API-Key",
-        }
+        headers = [
+            (b"etag", etag.encode("latin-1")),
+            (b"cache-control", self._cache_control.get(age) or self._control(age)),
+            _VARY,
+        ]
         if _matches(request.headers.get("if-none-match"), etag):
             self.metrics.cache_result("not_modified")
-            return Response(content=b"", status_code=304, headers=headers)
+            return RawResponse(b"", status_code=304, raw_headers=headers)
         hit = self.cache.get(version, key)
         if hit is not None:
             self.metrics.cache_result("hit")
-            return Response(content=hit.content, media_type=hit.media_type, headers=headers)
+            return self._ok(hit.content, hit.media_type, headers)
         self.metrics.cache_result("miss")
         payload = compute()
         table = None if fmt == "json" else payload.arrow()
@@ -197,7 +290,18 @@ class Responder:
         else:
             content, media = encode_arrow(table), ARROW
         self.cache.put(version, key, Encoded(content, media, time.monotonic()))
-        return Response(content=content, media_type=media, headers=headers)
+        return self._ok(content, media, headers)
+
+    def _control(self, age: int) -> bytes:
+        value = f"public, max-age={age}".encode()
+        self._cache_control[age] = value
+        return value
+
+    @staticmethod
+    def _ok(content: bytes, media: str, headers: list[tuple[bytes, bytes]]) -> RawResponse:
+        headers.append(_CONTENT_TYPE.get(media) or _raw("Content-Type", media))
+        headers.append((b"content-length", str(len(content)).encode()))
+        return RawResponse(content, status_code=200, raw_headers=headers, media_type=media)
 
 
 def media_type_of(fmt: Format) -> str:
