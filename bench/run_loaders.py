@@ -33,6 +33,17 @@ DATE_FROM, DATE_TO = dt.date(2005, 1, 1), dt.date(2024, 12, 31)
 DAY = dt.date(2024, 11, 29)
 AFTER_CLOSE = dt.datetime(2024, 11, 30, 12, 0, tzinfo=dt.UTC)
 EXCHANGE = "XNYS"
+#: (tag, tickers per job, workers, batch generated once): 100 is Marketstack's cap and was
+#: the only size before providers declared `max_symbols_per_job`; the synthetic provider's
+#: 1,000 was chosen from the 500 / 1,000 / 2,500 rows.
+VARIANTS: tuple[tuple[str, int, int, bool], ...] = (
+    ("b100-w2", 100, 2, False),
+    ("b100-w2-cached", 100, 2, True),
+    ("b500-w2-cached", 500, 2, True),
+    ("b1000-w2", 1000, 2, False),
+    ("b1000-w2-cached", 1000, 2, True),
+    ("b2500-w2-cached", 2500, 2, True),
+)
 FAST = {"backoff_base": 0.0, "backoff_max": 0.0, "poll_interval": 0.05}
 
 
@@ -86,30 +97,59 @@ def _pool(
 
 class _BatchCache:
     """The synthetic provider generating each ticker batch's whole range once and slicing
-    years from it: takes the generator out of the figure, leaving queue + validate + write."""
+    years from it: takes the generator out of the figure, leaving queue + validate + write.
+
+    The generated table is reordered by year once (a stable sort keeps ticker, date order
+    within a year) so that a job's fetch is a zero-copy slice, not a filter of 20 years."""
 
     name = "synthetic-cached"
+    max_symbols_per_job = 2500
 
     def __init__(self) -> None:
         self._inner = loaders.get_provider("synthetic", None)
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, ...], Any] = {}
+        self._cache: dict[tuple[str, ...], dict[int, Any]] = {}
         self.generate_s = 0.0
 
-    def fetch_bars(self, symbols: Any, *, exchange_mic: str, date_from: Any, date_to: Any) -> Any:
+    def _years(self, symbols: Any, exchange_mic: str) -> dict[int, Any]:
+        import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
         key = tuple(symbols)
         with self._lock:
-            table = self._cache.get(key)
-            if table is None:
+            years = self._cache.get(key)
+            if years is None:
                 t0 = time.perf_counter()
                 table = self._inner.fetch_bars(
                     symbols, exchange_mic=exchange_mic, date_from=DATE_FROM, date_to=DATE_TO
                 )
+                year = np.asarray(pc.year(table.column("trade_date")), dtype=np.int32)
+                order = np.argsort(year, kind="stable")
+                table = table.take(pa.array(order))
+                year = year[order]
+                years = {}
+                for y in range(DATE_FROM.year, DATE_TO.year + 1):
+                    lo, hi = np.searchsorted(year, [y, y + 1])
+                    years[y] = table.slice(int(lo), int(hi - lo))
                 self.generate_s += time.perf_counter() - t0
-                self._cache = {key: table}
+                # two batches at most: concurrent workers straddle a batch boundary
+                self._cache = {k: v for k, v in list(self._cache.items())[-1:]}
+                self._cache[key] = years
+        return years
+
+    def clear(self) -> None:
+        self._cache = {}
+
+    def fetch_bars(self, symbols: Any, *, exchange_mic: str, date_from: Any, date_to: Any) -> Any:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        years = self._years(symbols, exchange_mic)
+        parts = [years[y] for y in range(date_from.year, date_to.year + 1) if y in years]
+        table = pa.concat_tables(parts) if len(parts) != 1 else parts[0]
+        if date_from == dt.date(date_from.year, 1, 1) and date_to == dt.date(date_to.year, 12, 31):
+            return table
         dates = table.column("trade_date")
         mask = pc.and_(
             pc.greater_equal(dates, pa.scalar(date_from, pa.date32())),
@@ -132,16 +172,34 @@ def _backfill(
     settings = lake.LakeSettings(lake_uri=str(workdir / f"lake-{tag}"))
     queue = loaders.open_queue(loaders.QueueSettings(queue_name=f"bf-{tag}"), engine=engine)
     t0 = time.perf_counter()
-    jobs = loaders.enqueue_backfill(
-        engine,
-        queue,
-        provider="synthetic",
-        exchange_mic=EXCHANGE,
-        tickers=tickers,
-        date_from=DATE_FROM,
-        date_to=DATE_TO,
-        batch_size=batch,
-    )
+    if batch <= loaders.max_symbols_per_job("synthetic"):
+        jobs = loaders.enqueue_backfill(
+            engine,
+            queue,
+            provider="synthetic",
+            exchange_mic=EXCHANGE,
+            tickers=tickers,
+            date_from=DATE_FROM,
+            date_to=DATE_TO,
+            batch_size=batch,
+        )
+    else:  # a candidate above the provider's declared limit: the same plan, enqueued here
+        jobs = [
+            loaders.enqueue_job(
+                engine,
+                queue,
+                kind="backfill",
+                provider="synthetic",
+                exchange_mic=EXCHANGE,
+                date_from=lo,
+                date_to=hi,
+                tickers=symbols,
+                exchange=EXCHANGE,
+            )
+            for symbols, lo, hi in loaders.plan_backfill(
+                tickers, DATE_FROM, DATE_TO, batch_size=batch, limit=batch
+            )
+        ]
     t1 = time.perf_counter()
     cache = _BatchCache()
 
@@ -149,6 +207,7 @@ def _backfill(
         return cache if cached else loaders.get_provider(name, None, **opts)  # type: ignore[return-value]
 
     stats = _pool(engine, lambda: queue, settings, providers, concurrency=workers)
+    cache.clear()
     t2 = time.perf_counter()
     assert stats.outcomes == {"succeeded": len(jobs)}, stats.outcomes
     return {
@@ -255,11 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-loaders-") as tmp:
         workdir = Path(tmp)
         with _postgres(workdir) as engine:
-            for tag, batch, workers, cached in (
-                ("b100-w2", 100, 2, False),
-                ("b100-w2-cached", 100, 2, True),
-                ("b100-w1-cached", 100, 1, True),
-            ):
+            for tag, batch, workers, cached in VARIANTS:
                 results[f"backfill {tag}"] = r = _backfill(
                     engine, workdir, tickers, batch=batch, workers=workers, tag=tag, cached=cached
                 )
@@ -296,25 +351,37 @@ def _body(results: dict[str, dict[str, Any]], n: int, small: bool) -> str:
         "| Path | Jobs | Rows | Enqueue s | Total s | Rows/s |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for key, label in (
-        ("backfill b100-w2", "queue, synthetic generated per job, 2 workers"),
-        ("backfill b100-w2-cached", "queue, batch generated once (see note), 2 workers"),
-        ("backfill b100-w1-cached", "queue, batch generated once (see note), 1 worker"),
-        ("direct", "no queue, no catalog: one write per year of all tickers, pre-generated"),
-    ):
+    labels = [
+        (
+            f"backfill {tag}",
+            f"queue, {batch:,} tickers/job, "
+            + ("batch generated once (see note)" if cached else "synthetic generated per job")
+            + f", {workers} worker{'s' if workers > 1 else ''}",
+        )
+        for tag, batch, workers, cached in VARIANTS
+    ]
+    labels.append(
+        ("direct", "no queue, no catalog: one write per year of all tickers, pre-generated")
+    )
+    for key, label in labels:
+        if key not in results:
+            continue
         r = results[key]
         lines.append(
             f"| {label} | {r['jobs']:,} | {r['rows']:,} | {r.get('enqueue_s', 0):.1f} | "
             f"{r['total_s']:.1f} | {r['rows'] / r['total_s']:,.0f} |"
         )
-    gen = results["backfill b100-w2-cached"]["generate_s"]
+    gen = results["backfill b1000-w2-cached"]["generate_s"]
     lines += [
         "",
-        "Jobs are (100 tickers x calendar year), batch-major, on the Postgres queue. The "
-        "synthetic generator draws each ticker's path from 1970, so generating per job costs "
-        "more than the pipeline itself; the `batch generated once` rows let a worker generate "
-        f"a batch's 20 years once and slice years from it ({gen:.1f} s of generation "
-        "included), which isolates the queue + validation + Delta write.",
+        "Jobs are (ticker batch x calendar year), batch-major, on the Postgres queue; a "
+        "backfill's batch defaults to the provider's `max_symbols_per_job` (100 for "
+        "Marketstack, Tiingo and EODHD, 1,000 for `synthetic`). The synthetic generator draws "
+        "each ticker's path from 1970, so generating per job costs more than the pipeline "
+        "itself; the `batch generated once` rows let a worker generate a batch's 20 years "
+        "once and slice years from it (generation included: "
+        f"{gen:.1f} s at 1,000 tickers/job), which isolates the queue + validation + Delta "
+        "write.",
         "",
         "Target: >= 1,000,000 rows/s on 2 cores. " + _verdict(results),
         "",
@@ -337,19 +404,33 @@ def _body(results: dict[str, dict[str, Any]], n: int, small: bool) -> str:
     return "\n".join(lines)
 
 
+def _rate(results: dict[str, dict[str, Any]], key: str) -> float:
+    return float(results[key]["rows"] / results[key]["total_s"])
+
+
 def _verdict(results: dict[str, dict[str, Any]]) -> str:
-    queued = [k for k in results if k.startswith("backfill")]
-    best = max(results[k]["rows"] / results[k]["total_s"] for k in queued)
-    direct = results["direct"]["rows"] / results["direct"]["total_s"]
-    if best >= 1_000_000:
-        return f"Met: {best:,.0f} rows/s."
+    default = _rate(results, "backfill b1000-w2")
+    cached = [k for k in results if k.startswith("backfill") and k.endswith("-cached")]
+    best_key = max(cached, key=lambda k: _rate(results, k))
+    best = _rate(results, best_key)
+    direct = _rate(results, "direct")
+    plain = (
+        f"The default backfill (`synthetic` at its 1,000 tickers/job, generated per job, "
+        f"2 workers) runs at {default:,.0f} rows/s: "
+        + ("met. " if default >= 1_000_000 else "missed; the generator is the bottleneck. ")
+    )
+    queue = (
+        f"With generation amortised, queue + validation + Delta write reach {best:,.0f} rows/s "
+        f"(`{best_key.split()[1]}`): " + ("met. " if best >= 1_000_000 else "missed. ")
+    )
     return (
-        f"Missed: the best figure through the queue is {best:,.0f} rows/s. A job is one Delta "
-        "commit of ~25,000 rows (100 tickers x one year) plus a few catalog and queue round "
-        "trips, so per-job overhead dominates; the lake alone, committing a whole year "
-        f"(~1.26M rows) at a time, reaches {direct:,.0f} rows/s here. Bigger jobs for "
-        "providers without Marketstack's 100-symbol cap, or an insert-only lake path for "
-        "backfills, are the levers."
+        plain
+        + queue
+        + f"The lake alone, committing a whole year of all tickers at a time, reaches "
+        f"{direct:,.0f} rows/s here. At 100 tickers/job (Marketstack's cap) "
+        f"{_rate(results, 'backfill b100-w2-cached'):,.0f} rows/s: per-job overhead (two "
+        "Delta commits, the catalog updates, queue round trips) still weighs on ~25,000-row "
+        "jobs."
     )
 
 
