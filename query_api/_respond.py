@@ -188,9 +188,16 @@ class RawResponse(Response[bytes]):
         raw_headers: list[tuple[bytes, bytes]],
         media_type: str | None = None,
     ) -> None:
-        super().__init__(content, status_code=status_code, media_type=media_type)
+        # Response.__init__'s attributes, set directly: no cookie list or header dict to build.
+        self.content = content
+        self.background = None
+        self.cookies = []
+        self.encoding = "utf-8"
+        self.headers = {}
+        self.media_type = media_type
+        self.status_code = status_code
+        self.response_type_encoders = {}
         self.raw_headers = raw_headers
-        self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
 
     def to_asgi_response(
         self,
@@ -217,6 +224,7 @@ class RawResponse(Response[bytes]):
             or is_head_response
             or request.scope["method"] == "HEAD"
         ):
+            self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in self.raw_headers}
             return super().to_asgi_response(
                 app,
                 request,
