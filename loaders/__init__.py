@@ -10,6 +10,7 @@ from loaders._calendar import (
     sessions_between,
 )
 from loaders._controller import MAX_BATCH, EnqueuedJob, batches, enqueue_daily, enqueue_job
+from loaders._load import LoadResult, load_file
 from loaders._messages import MESSAGE_VERSION, JobMessage
 from loaders._queue import (
     MAX_MESSAGE_BYTES,
@@ -44,6 +45,7 @@ __all__ = [
     "EnqueuedJob",
     "JobMessage",
     "JobResult",
+    "LoadResult",
     "Message",
     "Provider",
     "ProviderSettings",
@@ -63,6 +65,7 @@ __all__ = [
     "get_provider",
     "is_session",
     "latest_closed_session",
+    "load_file",
     "max_symbols_per_job",
     "open_poison_queue",
     "open_queue",

@@ -18,7 +18,6 @@ import catalog
 import lake
 import loaders
 from stockdata.cli import _context
-from stockdata.errors import InvalidInputError, PermanentError
 from stockdata.logs import get_logger
 
 log = get_logger(__name__)
@@ -265,61 +264,25 @@ def daily(provider: str, concurrency: int, now: dt.datetime | None) -> None:
 @click.option("--exchange", "mic", required=True, help="Exchange MIC, e.g. XNAS.")
 def load(file: Path, ticker: str, mic: str) -> None:
     """Load a CSV or Parquet file of one ticker's bars through the job machinery."""
-    ticker, mic = ticker.upper(), mic.upper()
-    engine = _context.engine()
-    with catalog.session_scope(engine) as session:
-        exchange = catalog.get_exchange(session, mic)
-        catalog.upsert_tickers(session, [{"exchange_mic": mic, "symbol": ticker}])
-        exchange_name = exchange.acronym or exchange.name
-    options = {"path": str(file.resolve()), "ticker": ticker, "exchange_mic": mic}
-    worker = _worker_factory()(threading.Event())
-    bars = worker.provider("file", options).fetch_bars(
-        [ticker], exchange_mic=mic, date_from=dt.date(1900, 1, 1), date_to=dt.date.today()
-    )
-    if bars.num_rows == 0:
-        raise InvalidInputError(f"{file} holds no bars")
-    dates = bars.column("trade_date")
-    date_from, date_to = dates.combine_chunks().sort()[0].as_py(), max(dates.to_pylist())
-    with catalog.session_scope(engine) as session:
-        job, _created = catalog.create_job(
-            session,
-            kind="load",
-            provider="file",
-            exchange_mic=mic,
-            date_from=date_from,
-            date_to=date_to,
-            tickers=[ticker],
-        )
-        job_id, status = job.id, job.status
-        if status != catalog.JobStatus.SUCCEEDED:
-            catalog.mark_job_running(session, job_id)
-    message = loaders.JobMessage(
-        job_id=str(job_id),
-        kind="load",
-        provider="file",
+    loaded = loaders.load_file(
+        file,
+        ticker=ticker,
         exchange_mic=mic,
-        date_from=date_from,
-        date_to=date_to,
-        tickers=(ticker,),
-        exchange=exchange_name,
-        provider_options=options,
+        engine=_context.engine(),
+        lake_settings=lake.LakeSettings(),
+        queue_settings=_queue_settings(),
     )
-    try:
-        result = worker.run_job(message)
-    except PermanentError as exc:
-        with catalog.session_scope(engine) as session:
-            catalog.mark_job_finished_with_error(
-                session,
-                job_id,
-                status=catalog.JobStatus.FAILED,
-                error_code=exc.code,
-                error=exc.message,
-            )
-        raise
-    click.echo(
-        f"job {job_id}: {result.rows_written} rows written, {result.rows_rejected} rejected, "
-        f"lake version {result.lake_version}" + ("" if result.committed else " (already loaded)")
-    )
+    result = loaded.result
+    if result.committed:
+        click.echo(
+            f"job {loaded.job_id}: {result.rows_written} rows written, "
+            f"{result.rows_rejected} rejected, lake version {result.lake_version}"
+        )
+    else:
+        click.echo(
+            f"job {loaded.job_id}: already loaded ({result.rows_written} rows), "
+            f"lake version {result.lake_version}"
+        )
 
 
 @ingest.command()

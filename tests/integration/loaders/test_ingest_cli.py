@@ -72,7 +72,9 @@ def test_load_a_file_then_list_gaps(
         lake_dir=lake_dir,
     )
     assert again.returncode == 0, again.stderr
-    assert again.stdout.endswith("(already loaded)\n")
+    assert re.fullmatch(
+        rf"job {UUID}: already loaded \({MSFT_ROWS} rows\), lake version \d+\n", again.stdout
+    )
     assert again.stdout.split(":")[0] == first.stdout.split(":")[0]
     with catalog.session_scope(seeded) as session:
         assert catalog.job_counts(session)["succeeded"] == 1
