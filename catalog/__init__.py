@@ -4,7 +4,6 @@ from catalog._database import (
     DatabaseSettings,
     create_engine,
     database_url,
-    session_factory,
     session_scope,
 )
 from catalog._migrate import current_revision, downgrade, head_revision, upgrade
@@ -34,7 +33,6 @@ from catalog._repo import (
     job_key,
     list_api_keys,
     list_exchanges,
-    list_jobs,
     mark_job_finished_with_error,
     mark_job_running,
     mark_job_succeeded,
@@ -83,7 +81,6 @@ __all__ = [
     "job_key",
     "list_api_keys",
     "list_exchanges",
-    "list_jobs",
     "mark_job_finished_with_error",
     "mark_job_running",
     "mark_job_succeeded",
@@ -92,7 +89,6 @@ __all__ = [
     "revoke_api_key",
     "search_tickers",
     "seed_reference",
-    "session_factory",
     "session_scope",
     "set_job_payload",
     "tickers_for_exchange",

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from pydantic import Field, SecretStr
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from stockdata.config import StockdataSettings
 from stockdata.errors import ConfigurationError, TransientError
@@ -152,10 +152,6 @@ def create_engine(settings: DatabaseSettings, *, url: str | None = None) -> Engi
             code="database-unreachable",
         ) from exc
     return engine
-
-
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
 
 
 @contextlib.contextmanager

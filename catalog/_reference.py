@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,8 +79,6 @@ class SeedResult:
 
 def calendar_exchanges() -> list[dict[str, Any]]:
     """One row per ISO 10383 MIC that exchange-calendars knows, aliases such as XNAS included."""
-    import re
-
     from exchange_calendars.calendar_utils import (
         _default_calendar_factories as factories,
     )

@@ -382,15 +382,6 @@ def job_counts(session: Session) -> dict[str, int]:
     return dict(counts)
 
 
-def list_jobs(
-    session: Session, *, status: JobStatus | None = None, limit: int = 50
-) -> list[IngestionJob]:
-    stmt = sa.select(IngestionJob).order_by(IngestionJob.created_at.desc()).limit(limit)
-    if status is not None:
-        stmt = stmt.where(IngestionJob.status == status.value)
-    return list(session.scalars(stmt))
-
-
 # -- API keys -----------------------------------------------------------------------------
 
 

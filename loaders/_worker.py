@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 import catalog
 import lake
@@ -161,6 +162,7 @@ class Worker:
         self._providers_factory = providers
         self._providers: dict[str, Provider] = {}
         self._exchanges: dict[str, tuple[str, str]] = {}
+        self._data_store_id: int | None = None
         self._on_job = on_job
         self.stats = WorkerStats()
 
@@ -288,6 +290,18 @@ class Worker:
             self._providers[key] = self._providers_factory(name, options)
         return self._providers[key]
 
+    def _data_store(self, session: Session) -> int:
+        """The catalog row of the lake this worker writes to (registered on first use)."""
+        if self._data_store_id is None:
+            root = self.lake_settings.root
+            self._data_store_id = catalog.upsert_data_store(
+                session,
+                name=root[-100:],
+                uri=root,
+                partition_by=self.lake_settings.lake_partition,
+            )
+        return self._data_store_id
+
     def _exchange(self, mic: str) -> tuple[str, str]:
         if mic not in self._exchanges:
             with catalog.session_scope(self.engine) as session:
@@ -323,6 +337,7 @@ class Worker:
                 lake_version=metrics.version,
                 outputs=[
                     {
+                        "data_store_id": self._data_store(session),
                         "table_uri": self.lake_settings.table_uri(lake.EOD_TABLE),
                         "table_name": lake.EOD_TABLE,
                         "version": metrics.version,

@@ -15,9 +15,6 @@ def catalog_group() -> None:
     """Exchanges, tickers and API keys."""
 
 
-catalog_cmd = catalog_group
-
-
 @catalog_group.command()
 @click.option(
     "--source",

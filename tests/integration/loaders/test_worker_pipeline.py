@@ -103,6 +103,9 @@ def test_backfill_of_the_msft_history_through_two_workers(
         outputs = session.scalars(sa.select(catalog.JobOutput)).all()
         assert sum(o.rows for o in outputs) == MSFT_ROWS
         assert {o.table_name for o in outputs} == {"eod_prices"}
+        stores = session.scalars(sa.select(catalog.DataStore)).all()
+        assert [(d.uri, d.partition_by) for d in stores] == [(lake_settings.root, "year")]
+        assert {o.data_store_id for o in outputs} == {stores[0].id}
     assert sum(j.rows_written or 0 for j in _jobs(seeded)) == MSFT_ROWS
     assert make_queue().depth() == 0
 
