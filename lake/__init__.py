@@ -1,5 +1,6 @@
 """The lake: Delta tables of EoD bars on local disk or ADLS, written idempotently, read by DuckDB."""
 
+from lake._calendar import all_sessions, exchange_calendar, sessions_through
 from lake._maintenance import (
     OptimizeMetrics,
     TableInfo,
@@ -60,17 +61,20 @@ __all__ = [
     "TableInfo",
     "Validated",
     "WriteMetrics",
+    "all_sessions",
     "checkpoint",
     "conform",
     "connect",
     "cross_section_sql",
     "ensure_table",
+    "exchange_calendar",
     "extension_path",
     "init_sql",
     "open_table",
     "optimize",
     "partitions_to_optimize",
     "restore",
+    "sessions_through",
     "synthetic_bars",
     "table_info",
     "vacuum",

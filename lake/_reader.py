@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from lake._calendar import sessions_through
 from lake._schema import BY_DATE_TABLE, EOD_TABLE, REJECTS_TABLE
 from lake._settings import Granularity, LakeSettings, _sql_literal
 from lake._write import open_table
@@ -71,9 +72,7 @@ def cross_section_sql(
     bar on that session gets NULL there (eod_deltas instead takes the ticker's k-th
     previous row). None when `day` is not a session.
     """
-    from lake._synthetic import _sessions
-
-    sessions = _sessions(exchange_mic, day)
+    sessions = sessions_through(exchange_mic, day)
     if len(sessions) == 0 or sessions[-1] != np.datetime64(day, "D"):
         return None
     dates = {0: day}

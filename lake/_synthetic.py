@@ -1,28 +1,36 @@
 """Deterministic synthetic bars at any scale, on an exchange's real trading calendar.
 
-Each ticker has its own random stream (seeded by `seed` and a stable hash of the ticker) and
-its own price path anchored at a fixed epoch, so any subset of tickers or any date range
-yields exactly the same bars for a ticker. Adjusted fields are total-return adjusted
-*forward from the epoch* (adjusted = raw x cumulative split and dividend factor), which keeps
-them stable when the range grows; `adj_close / close` jumps by the split ratio on a split day
-and by 1 / (1 - yield) on an ex-dividend day.
+Every ticker has its own random streams (seeded by `seed` and a stable hash of the ticker)
+and its own price path anchored at a fixed epoch, so any subset of tickers or any date
+range yields exactly the same bars for a ticker.
+
+The cost is proportional to the rows asked for, not to the path's length since the epoch:
+each calendar year has its own stream, and a ticker's level at the start of a year comes
+from one annual draw per earlier year. A year's log return is drawn first (drift x n +
+sigma x sqrt(n) x Z for its n sessions); the daily returns are then a Brownian bridge that
+sums exactly to it, so the marginal law of the path is still a geometric random walk.
+Corporate actions follow the same scheme: at most one split a year (at a drawn session),
+quarterly dividends every 63 sessions of the year for dividend payers.
+
+Adjusted fields are total-return adjusted *forward from the epoch* (adjusted = raw x
+cumulative split and dividend factor), which keeps them stable when the range grows;
+`adj_close / close` jumps by the split ratio on a split day and by 1 / (1 - yield) on an
+ex-dividend day.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
+from lake._calendar import all_sessions
 from lake._schema import BAR_SCHEMA
 from stockdata.errors import InvalidInputError
-
-#: Every synthetic path starts here (or at the calendar's first evaluable date, if later).
-EPOCH = dt.date(1980, 1, 1)
 
 _CURRENCY = {
     "XNYS": "USD",
@@ -39,37 +47,13 @@ _CURRENCY = {
     "XASX": "AUD",
 }
 
-#: Per-session probabilities of corporate actions.
+#: Annual draws are made for this many years from the first year of the calendar; a
+#: fixed count keeps every stream's layout independent of the range asked for.
+_YEARS = 160
+#: Per-session probability of a split (at most one a year); dividends every 63 sessions.
 _SPLIT_P = 1 / 1500
 _DIVIDEND_EVERY = 63
-
-
-def _sessions(exchange_mic: str, end: dt.date) -> np.ndarray:
-    """Sessions (datetime64[D]) of the exchange from the epoch through `end`."""
-    through_year = _sessions_through(exchange_mic, end.year)
-    return through_year[: int(np.searchsorted(through_year, np.datetime64(end, "D"), "right"))]
-
-
-@functools.lru_cache(maxsize=64)
-def _sessions_through(exchange_mic: str, year: int) -> np.ndarray:
-    """Sessions from the epoch through the end of `year` (one calendar build per MIC-year)."""
-    import exchange_calendars as xc
-
-    end = dt.date(year, 12, 31)
-
-    try:
-        cls = type(xc.get_calendar(exchange_mic))
-    except xc.errors.InvalidCalendarName as exc:
-        raise InvalidInputError(
-            f"no trading calendar for exchange {exchange_mic!r}", code="unknown-exchange"
-        ) from exc
-    bound_min, bound_max = cls.bound_min(), cls.bound_max()
-    start = max(EPOCH, bound_min.date()) if bound_min is not None else EPOCH
-    stop = min(end, bound_max.date()) if bound_max is not None else end
-    if stop < start:
-        return np.array([], dtype="datetime64[D]")
-    cal = xc.get_calendar(exchange_mic, start=start.isoformat(), end=stop.isoformat())
-    return np.asarray(cal.sessions.values.astype("datetime64[D]"))
+_PRICE_FLOOR = 0.0001
 
 
 def _ticker_seed(seed: int, ticker: str) -> list[int]:
@@ -77,64 +61,142 @@ def _ticker_seed(seed: int, ticker: str) -> list[int]:
     return [seed & 0xFFFFFFFF, int.from_bytes(digest, "little")]
 
 
-def _one(ticker: str, n: int, seed: int) -> dict[str, np.ndarray]:
-    """The whole path of one ticker over `n` sessions from the epoch."""
-    # Three independent streams; per-session draws come row by row from one call each, so
-    # the first m sessions are the same whatever n is (a longer range only appends).
-    base = _ticker_seed(seed, ticker)
-    params = np.random.default_rng([*base, 0])
-    p0 = params.uniform(5.0, 150.0)
-    sigma = params.uniform(0.008, 0.03)
-    drift = params.normal(0.0003, 0.0002)
-    pays_dividend = params.random() < 0.5
-    dividend_yield = params.uniform(0.002, 0.01)  # per quarter
-    phase = int(params.integers(0, _DIVIDEND_EVERY))
-    level = params.normal(13.0, 1.0)
-    z = np.random.default_rng([*base, 1]).standard_normal((n, 5))
-    u = np.random.default_rng([*base, 2]).random((n, 2))
-    ret = drift + sigma * z[:, 0]
-    gap = 0.3 * sigma * z[:, 1]
-    up = np.abs(0.5 * sigma * z[:, 2])
-    down = np.abs(0.5 * sigma * z[:, 3])
-    volume = np.exp(level + 0.4 * z[:, 4])
-    split_draw = u[:, 0]
-    ratio_draw = u[:, 1]
+@dataclass(frozen=True, slots=True)
+class _Paths:
+    """Per-ticker parameters (shape (T,)) and per-year state (shape (T, years))."""
 
-    split = np.ones(n)
-    hit = split_draw < _SPLIT_P
-    hit[0] = False
-    split[hit] = np.where(ratio_draw[hit] < 0.6, 2.0, np.where(ratio_draw[hit] < 0.9, 3.0, 0.5))
-    q = np.zeros(n)
-    if pays_dividend:
-        ex = (np.arange(n) % _DIVIDEND_EVERY) == phase
-        ex[0] = False
-        q[ex] = dividend_yield
-    # Total-return (adjusted) path and the cumulative adjustment factor F: raw = adjusted / F.
-    adj_close = p0 * np.exp(np.cumsum(ret))
-    log_f = np.cumsum(np.log(split) - np.log1p(-q))
+    sigma: np.ndarray
+    drift: np.ndarray
+    level: np.ndarray
+    dividend_yield: np.ndarray  # 0 for tickers that pay none
+    phase: np.ndarray
+    year_return: np.ndarray  # log return of each year
+    split_ratio: np.ndarray  # 1.0 in a year without a split
+    split_at: np.ndarray  # session index of the split within its year
+    start_adj: np.ndarray  # adjusted close just before the year's first session
+    start_log_factor: np.ndarray  # log cumulative adjustment factor before the year
+    start_log_split: np.ndarray  # log cumulative split ratio before the year
+
+
+def _paths(
+    bases: list[list[int]], year_sessions: np.ndarray, first_is_origin: np.ndarray
+) -> _Paths:
+    """Everything about each ticker's path that does not need its daily draws.
+
+    `year_sessions[y]` is the number of sessions in year y (counted from the calendar's
+    first year); `first_is_origin[y]` is True for the year holding the path's first
+    session, which carries no corporate action.
+    """
+    t = len(bases)
+    params = np.empty((t, 7))
+    annual_z = np.empty((t, _YEARS))
+    annual_u = np.empty((t, _YEARS, 3))
+    for i, base in enumerate(bases):
+        rng = np.random.default_rng([*base, 0])
+        params[i] = rng.random(7)
+        annual_z[i] = rng.standard_normal(_YEARS)
+        annual_u[i] = rng.random((_YEARS, 3))
+    p0 = 5.0 + 145.0 * params[:, 0]
+    sigma = 0.008 + 0.022 * params[:, 1]
+    drift = 0.0001 + 0.0004 * params[:, 2]
+    pays = params[:, 3] < 0.5
+    dividend_yield = np.where(pays, 0.002 + 0.008 * params[:, 4], 0.0)  # per quarter
+    phase = np.minimum((params[:, 5] * _DIVIDEND_EVERY).astype(np.int64), _DIVIDEND_EVERY - 1)
+    level = 12.0 + 2.0 * params[:, 6]
+
+    years = len(year_sessions)
+    n = year_sessions[None, :years].astype(np.float64)
+    year_return = drift[:, None] * n + sigma[:, None] * np.sqrt(n) * annual_z[:, :years]
+    # P(at least one split among n sessions); its session, and its ratio (2:1, 3:1 or 1:2)
+    p_split = 1.0 - (1.0 - _SPLIT_P) ** n
+    split_at = np.minimum((annual_u[:, :years, 1] * n).astype(np.int64), np.maximum(n - 1, 0))
+    has_split = (annual_u[:, :years, 0] < p_split) & ~(first_is_origin[None, :] & (split_at == 0))
+    ratio_draw = annual_u[:, :years, 2]
+    split_ratio = np.where(
+        has_split, np.where(ratio_draw < 0.6, 2.0, np.where(ratio_draw < 0.9, 3.0, 0.5)), 1.0
+    )
+    # ex-dividend sessions in each year: indices i < n with i % 63 == phase (not the origin)
+    ex_count = np.maximum(
+        (year_sessions[None, :years] - phase[:, None] + _DIVIDEND_EVERY - 1) // _DIVIDEND_EVERY, 0
+    ) - (first_is_origin[None, :] & (phase[:, None] == 0))
+    log_split = np.log(split_ratio)
+    log_factor = log_split - ex_count * np.log1p(-dividend_yield)[:, None]
+
+    def before(values: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(values)
+        np.cumsum(values[:, :-1], axis=1, out=out[:, 1:])
+        return out
+
+    return _Paths(
+        sigma=sigma,
+        drift=drift,
+        level=level,
+        dividend_yield=dividend_yield,
+        phase=phase,
+        year_return=year_return,
+        split_ratio=split_ratio,
+        split_at=split_at,
+        start_adj=p0[:, None] * np.exp(before(year_return)),
+        start_log_factor=before(log_factor),
+        start_log_split=before(log_split),
+    )
+
+
+def _year(
+    bases: list[list[int]], paths: _Paths, y: int, n: int, origin: bool
+) -> dict[str, np.ndarray]:
+    """Every column of year `y` (index from the calendar's first year), shape (T, n)."""
+    t = len(bases)
+    z = np.empty((t, n, 5))
+    for i, base in enumerate(bases):
+        z[i] = np.random.default_rng([*base, 1, y]).standard_normal((n, 5))
+    sigma, drift = paths.sigma[:, None], paths.drift[:, None]
+    ret = drift + sigma * z[:, :, 0]
+    ret += ((paths.year_return[:, y] - ret.sum(axis=1)) / n)[:, None]  # the bridge
+    idx = np.arange(n)
+    split = np.where(idx[None, :] == paths.split_at[:, y, None], paths.split_ratio[:, y, None], 1.0)
+    q = np.where(
+        idx[None, :] % _DIVIDEND_EVERY == paths.phase[:, None],
+        paths.dividend_yield[:, None],
+        0.0,
+    )
+    if origin:
+        q[:, 0] = 0.0
+    log_split = paths.start_log_split[:, y, None] + np.cumsum(np.log(split), axis=1)
+    log_f = paths.start_log_factor[:, y, None] + np.cumsum(np.log(split) - np.log1p(-q), axis=1)
     factor = np.exp(log_f)
-    prev_adj = np.concatenate(([p0], adj_close[:-1]))
-    adj_open = prev_adj * np.exp(gap)
-    close = np.maximum(np.round(adj_close / factor, 4), 0.0001)
-    open_ = np.maximum(np.round(adj_open / factor, 4), 0.0001)
-    high = np.maximum(np.round(np.maximum(adj_open, adj_close) * np.exp(up) / factor, 4), 0.0001)
-    low = np.maximum(np.round(np.minimum(adj_open, adj_close) * np.exp(-down) / factor, 4), 0.0001)
-    high = np.maximum(high, np.maximum(open_, close))
-    low = np.minimum(low, np.minimum(open_, close))
-    prev_close = np.concatenate(([close[0]], close[:-1]))
-    split_cum = np.exp(np.cumsum(np.log(split)))
-    raw_volume = np.round(volume * split_cum).astype(np.int64)
+    start_adj = paths.start_adj[:, y, None]
+    adj_close = start_adj * np.exp(np.cumsum(ret, axis=1))
+    prev_adj = np.concatenate((start_adj, adj_close[:, :-1]), axis=1)
+    adj_open = prev_adj * np.exp(0.3 * sigma * z[:, :, 1])
+    up = np.exp(np.abs(0.5 * sigma * z[:, :, 2]))
+    down = np.exp(-np.abs(0.5 * sigma * z[:, :, 3]))
+
+    def raw(adjusted: np.ndarray) -> np.ndarray:
+        out: np.ndarray = np.maximum(np.round(adjusted / factor, 4), _PRICE_FLOOR)
+        return out
+
+    close, open_ = raw(adj_close), raw(adj_open)
+    high = np.maximum(raw(np.maximum(adj_open, adj_close) * up), np.maximum(open_, close))
+    low = np.minimum(raw(np.minimum(adj_open, adj_close) * down), np.minimum(open_, close))
+    # the close before the year's first session, as the previous year computed it
+    start_close = np.maximum(
+        np.round(start_adj / np.exp(paths.start_log_factor[:, y, None]), 4), _PRICE_FLOOR
+    )
+    prev_close = np.concatenate((close[:, :1] if origin else start_close, close[:, :-1]), axis=1)
+    split_cum = np.exp(log_split)
+    volume = np.round(np.exp(paths.level[:, None] + 0.4 * z[:, :, 4]) * split_cum).astype(np.int64)
     return {
         "open": open_,
         "high": high,
         "low": low,
         "close": close,
-        "volume": raw_volume,
+        "volume": volume,
         "adj_open": open_ * factor,
         "adj_high": high * factor,
         "adj_low": low * factor,
         "adj_close": close * factor,
-        "adj_volume": raw_volume / split_cum,
+        "adj_volume": volume / split_cum,
         "split_factor": split,
         "dividend": q * prev_close,
     }
@@ -147,24 +209,43 @@ def synthetic_bars(
     date_from: dt.date,
     date_to: dt.date,
     seed: int = 0,
+    source: str = "synthetic",
 ) -> pa.Table:
     """Bars (BAR_SCHEMA) for `tickers` on every session of `exchange_mic` in [date_from, date_to].
 
     Deterministic: the same (ticker, seed) gives the same bar on a date whatever the other
-    tickers or the range asked for.
+    tickers or the range asked for. Rows come ticker by ticker in the order given, each
+    ticker's by date.
     """
     if date_to < date_from:
         raise InvalidInputError(f"date_to {date_to} is before date_from {date_from}")
-    sessions = _sessions(exchange_mic, date_to)
+    sessions = all_sessions(exchange_mic)
     lo = int(np.searchsorted(sessions, np.datetime64(date_from, "D"), side="left"))
     hi = int(np.searchsorted(sessions, np.datetime64(date_to, "D"), side="right"))
     names = [str(t) for t in tickers]
     width = max(hi - lo, 0)
-    columns: dict[str, list[np.ndarray]] = {}
-    for ticker in names:
-        path = _one(ticker, hi, seed) if width else {}
-        for key, values in path.items():
-            columns.setdefault(key, []).append(values[lo:hi])
+    columns: dict[str, np.ndarray] = {}
+    if width and names:
+        years_of = sessions.astype("datetime64[Y]").astype(np.int64)
+        first_year = int(years_of[0])
+        index = years_of - first_year
+        if int(index[hi - 1]) >= _YEARS:
+            raise InvalidInputError(f"synthetic bars stop {_YEARS} years after the calendar starts")
+        year_sessions = np.bincount(index, minlength=int(index[hi - 1]) + 1)[: index[hi - 1] + 1]
+        origin = np.zeros(len(year_sessions), dtype=bool)
+        origin[0] = True
+        bases = [_ticker_seed(seed, name) for name in names]
+        paths = _paths(bases, year_sessions, origin)
+        parts: dict[str, list[np.ndarray]] = {}
+        year_start = np.concatenate(([0], np.cumsum(year_sessions)))
+        for y in range(int(index[lo]), int(index[hi - 1]) + 1):
+            n = int(year_sessions[y])
+            block = _year(bases, paths, y, n, origin=bool(origin[y]))
+            a = max(lo - int(year_start[y]), 0)
+            b = min(hi - int(year_start[y]), n)
+            for key, values in block.items():
+                parts.setdefault(key, []).append(values[:, a:b])
+        columns = {k: np.concatenate(v, axis=1).ravel() for k, v in parts.items()}
     total = width * len(names)
     indices = np.repeat(np.arange(len(names), dtype=np.int32), width)
     ticker_col = pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(names, pa.string()))
@@ -176,12 +257,12 @@ def synthetic_bars(
     }
     for field in BAR_SCHEMA:
         if field.name in columns:
-            arrays[field.name] = pa.array(np.concatenate(columns[field.name]), field.type)
+            arrays[field.name] = pa.array(columns[field.name], field.type)
         elif field.name not in arrays:
             arrays[field.name] = pa.nulls(total, field.type)
     currency = _CURRENCY.get(exchange_mic, "USD")
     arrays["currency"] = _const(currency, total)
-    arrays["source"] = _const("synthetic", total)
+    arrays["source"] = _const(source, total)
     return pa.Table.from_arrays([arrays[f.name] for f in BAR_SCHEMA], schema=BAR_SCHEMA)
 
 

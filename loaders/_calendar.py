@@ -10,35 +10,30 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stockdata.errors import NotFoundError
+from stockdata.errors import InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
     import exchange_calendars as xcals
 
     from lake import LakeSettings, RowCheck
 
-#: Calendars are built from this date (or the calendar's own first date, if later).
-CALENDAR_START = "1970-01-01"
 
-
-@functools.lru_cache(maxsize=64)
 def get_calendar(code: str) -> xcals.ExchangeCalendar:
     """The exchange-calendars calendar `code` (XNYS, XLON, ...) covering 1970 to next year."""
-    import exchange_calendars as xcals
+    from lake import exchange_calendar
 
     try:
-        return xcals.get_calendar(code, start=CALENDAR_START)
-    except xcals.errors.InvalidCalendarName as exc:
+        return exchange_calendar(code)
+    except InvalidInputError as exc:
         raise NotFoundError(f"no trading calendar {code!r} in exchange-calendars") from exc
-    except ValueError:
-        return xcals.get_calendar(code)
 
 
 @functools.lru_cache(maxsize=64)
 def sessions(code: str) -> pa.Array:
     """Every session of calendar `code` as a sorted date32 array."""
-    cal = get_calendar(code)
-    return pa.array([ts.date() for ts in cal.sessions], pa.date32())
+    from lake import all_sessions
+
+    return pa.array(all_sessions(code), pa.date32())
 
 
 def is_session(code: str, day: dt.date) -> bool:

@@ -20,6 +20,9 @@ log = get_logger(__name__)
 
 #: Marketstack takes at most 100 symbols per call; one message = one call's worth of tickers.
 MAX_BATCH = 100
+#: The symbols' share of a message: a message stays under the 64 KB queue limit even
+#: base64-encoded (48 KB raw), with 4 KB left for the other fields.
+TICKER_BYTES_PER_MESSAGE = 44 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +40,33 @@ class EnqueuedJob:
 
 
 def batches(
-    tickers: Sequence[str], size: int = MAX_BATCH, *, limit: int = MAX_BATCH
+    tickers: Sequence[str],
+    size: int = MAX_BATCH,
+    *,
+    limit: int = MAX_BATCH,
+    max_bytes: int = TICKER_BYTES_PER_MESSAGE,
 ) -> list[list[str]]:
-    """Sorted tickers cut into batches of at most `size` (stable: same input, same batches).
+    """Sorted tickers cut into batches of at most `size` symbols (stable: same input, same
+    batches), a batch also closing before its symbols take more than `max_bytes` of the
+    message (each costs its length + 3 in the JSON list).
 
     `limit` is the largest size allowed: 100 for daily messages, a provider's
     `max_symbols_per_job` for backfills."""
     if not 1 <= size <= limit:
         raise InvalidInputError(f"batch size must be 1..{limit}, got {size}")
-    ordered = sorted({t.upper() for t in tickers})
-    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+    out: list[list[str]] = []
+    current: list[str] = []
+    used = 0
+    for symbol in sorted({t.upper() for t in tickers}):
+        cost = len(symbol.encode()) + 3
+        if current and (len(current) == size or used + cost > max_bytes):
+            out.append(current)
+            current, used = [], 0
+        current.append(symbol)
+        used += cost
+    if current:
+        out.append(current)
+    return out
 
 
 def enqueue_job(

@@ -21,7 +21,7 @@ class SyntheticProvider:
 
     name = "synthetic"
     #: measured in bench/run_loaders.py (500/1000/2500)
-    max_symbols_per_job = 1000
+    max_symbols_per_job = 2500
 
     def __init__(
         self,
@@ -49,9 +49,9 @@ class SyntheticProvider:
             date_from=date_from,
             date_to=date_to,
             seed=self.seed,
+            source=self.name,
         )
-        source = pa.array([self.name] * table.num_rows, pa.string())
-        return table.set_column(table.schema.get_field_index("source"), "source", source)
+        return table
 
     def list_exchanges(self) -> list[dict[str, Any]]:
         return []

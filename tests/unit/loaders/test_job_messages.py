@@ -74,13 +74,18 @@ def test_bad_payloads_are_permanent_errors(body: str, reason: str) -> None:
     assert str(info.value).startswith(reason)
 
 
-def test_the_largest_batch_any_provider_allows_fits_in_64_kb_with_32_char_symbols() -> None:
+def test_batches_of_the_largest_provider_limit_fit_in_64_kb_even_with_32_char_symbols() -> None:
     largest = max(loaders.max_symbols_per_job(name) for name in loaders.provider_names())
-    assert largest == 1000
+    assert largest == 2500
     # 32 characters is the catalog's longest symbol (tickers.symbol is VARCHAR(32))
-    tickers = tuple(f"SYMBOL{i:026d}" for i in range(largest))
-    body = dataclasses.replace(_message(), tickers=tickers).to_json()
-    assert len(body.encode()) == 35252
-    assert len(body.encode()) < loaders.MAX_MESSAGE_BYTES
-    # even base64-encoded (as some Azure Storage Queue clients send it) it stays under 64 KB
-    assert (len(body.encode()) + 2) // 3 * 4 == 47004 < loaders.MAX_MESSAGE_BYTES
+    long_symbols = [f"SYMBOL{i:026d}" for i in range(largest)]
+    cut = loaders.batches(long_symbols, largest, limit=largest)
+    assert [len(b) for b in cut] == [1287, 1213]
+    short_symbols = [f"T{i:05d}" for i in range(largest)]
+    assert [len(b) for b in loaders.batches(short_symbols, largest, limit=largest)] == [2500]
+    for batch in [*cut, short_symbols]:
+        body = dataclasses.replace(_message(), tickers=tuple(batch)).to_json()
+        # even base64-encoded (as some Azure Storage Queue clients send it) it stays under 64 KB
+        assert (len(body.encode()) + 2) // 3 * 4 < loaders.MAX_MESSAGE_BYTES
+    first = dataclasses.replace(_message(), tickers=tuple(cut[0])).to_json()
+    assert (len(first.encode()) + 2) // 3 * 4 == 60396

@@ -111,7 +111,7 @@ def test_providers_declare_their_symbols_per_job() -> None:
         "eodhd": 100,
         "file": 1,
         "marketstack": 100,
-        "synthetic": 1000,
+        "synthetic": 2500,
         "tiingo": 100,
     }
     with pytest.raises(ConfigurationError, match="unknown provider 'nope'"):
@@ -119,7 +119,7 @@ def test_providers_declare_their_symbols_per_job() -> None:
 
 
 def test_backfill_batch_size_defaults_to_the_provider_limit_and_refuses_more() -> None:
-    assert loaders.check_batch_size("synthetic", None) == 1000
+    assert loaders.check_batch_size("synthetic", None) == 2500
     assert loaders.check_batch_size("marketstack", None) == 100
     assert loaders.check_batch_size("synthetic", 250) == 250
     with pytest.raises(InvalidInputError) as info:
