@@ -21,6 +21,7 @@ ex-dividend day.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -109,7 +110,7 @@ def _paths(
     year_return = drift[:, None] * n + sigma[:, None] * np.sqrt(n) * annual_z[:, :years]
     # P(at least one split among n sessions); its session, and its ratio (2:1, 3:1 or 1:2)
     p_split = 1.0 - (1.0 - _SPLIT_P) ** n
-    split_at = np.minimum((annual_u[:, :years, 1] * n).astype(np.int64), np.maximum(n - 1, 0))
+    split_at = np.minimum(annual_u[:, :years, 1] * n, np.maximum(n - 1, 0)).astype(np.int64)
     has_split = (annual_u[:, :years, 0] < p_split) & ~(first_is_origin[None, :] & (split_at == 0))
     ratio_draw = annual_u[:, :years, 2]
     split_ratio = np.where(
@@ -145,32 +146,51 @@ def _paths(
 def _year(
     bases: list[list[int]], paths: _Paths, y: int, n: int, origin: bool
 ) -> dict[str, np.ndarray]:
-    """Every column of year `y` (index from the calendar's first year), shape (T, n)."""
+    """Every column of year `y` (index from the calendar's first year), shape (T, n).
+
+    Corporate actions are sparse (one split, four dividends a year at most): they are
+    placed by index rather than computed for every session."""
     t = len(bases)
-    z = np.empty((t, n, 5))
+    z = np.empty((t, 5, n))
     for i, base in enumerate(bases):
-        z[i] = np.random.default_rng([*base, 1, y]).standard_normal((n, 5))
-    sigma, drift = paths.sigma[:, None], paths.drift[:, None]
-    ret = drift + sigma * z[:, :, 0]
+        z[i] = np.random.default_rng([*base, 1, y]).standard_normal((5, n))
+    sigma = paths.sigma[:, None]
+    ret = paths.drift[:, None] + sigma * z[:, 0]
     ret += ((paths.year_return[:, y] - ret.sum(axis=1)) / n)[:, None]  # the bridge
-    idx = np.arange(n)
-    split = np.where(idx[None, :] == paths.split_at[:, y, None], paths.split_ratio[:, y, None], 1.0)
-    q = np.where(
-        idx[None, :] % _DIVIDEND_EVERY == paths.phase[:, None],
-        paths.dividend_yield[:, None],
-        0.0,
-    )
-    if origin:
-        q[:, 0] = 0.0
-    log_split = paths.start_log_split[:, y, None] + np.cumsum(np.log(split), axis=1)
-    log_f = paths.start_log_factor[:, y, None] + np.cumsum(np.log(split) - np.log1p(-q), axis=1)
-    factor = np.exp(log_f)
+    np.cumsum(ret, axis=1, out=ret)
     start_adj = paths.start_adj[:, y, None]
-    adj_close = start_adj * np.exp(np.cumsum(ret, axis=1))
-    prev_adj = np.concatenate((start_adj, adj_close[:, :-1]), axis=1)
-    adj_open = prev_adj * np.exp(0.3 * sigma * z[:, :, 1])
-    up = np.exp(np.abs(0.5 * sigma * z[:, :, 2]))
-    down = np.exp(-np.abs(0.5 * sigma * z[:, :, 3]))
+    adj_close = start_adj * np.exp(ret)
+
+    # where the actions fall: (row, session) pairs
+    ratio, at = paths.split_ratio[:, y], paths.split_at[:, y]
+    split_rows = np.flatnonzero(ratio != 1.0)
+    ex_rows, ex_cols = [], []
+    for k in range(n // _DIVIDEND_EVERY + 1):
+        col = paths.phase + k * _DIVIDEND_EVERY
+        hit = (col < n) & (paths.dividend_yield > 0) & ~((col == 0) & origin)
+        ex_rows.append(np.flatnonzero(hit))
+        ex_cols.append(col[hit])
+    div_rows, div_cols = np.concatenate(ex_rows), np.concatenate(ex_cols)
+    dy = paths.dividend_yield[div_rows]
+
+    log_f = np.zeros((t, n))
+    log_f[split_rows, at[split_rows]] = np.log(ratio[split_rows])
+    log_f[div_rows, div_cols] -= np.log1p(-dy)
+    log_f[:, 0] += paths.start_log_factor[:, y]
+    factor = np.exp(np.cumsum(log_f, axis=1, out=log_f))
+    split = np.ones((t, n))
+    split[split_rows, at[split_rows]] = ratio[split_rows]
+    after_split = np.arange(n)[None, :] >= at[:, None]
+    split_cum = np.exp(paths.start_log_split[:, y])[:, None] * np.where(
+        after_split, ratio[:, None], 1.0
+    )
+
+    prev_adj = np.empty_like(adj_close)
+    prev_adj[:, 0] = start_adj[:, 0]
+    prev_adj[:, 1:] = adj_close[:, :-1]
+    adj_open = prev_adj * np.exp(0.3 * sigma * z[:, 1])
+    up = np.exp(np.abs(0.5 * sigma * z[:, 2]))
+    down = np.exp(-np.abs(0.5 * sigma * z[:, 3]))
 
     def raw(adjusted: np.ndarray) -> np.ndarray:
         out: np.ndarray = np.maximum(np.round(adjusted / factor, 4), _PRICE_FLOOR)
@@ -179,13 +199,20 @@ def _year(
     close, open_ = raw(adj_close), raw(adj_open)
     high = np.maximum(raw(np.maximum(adj_open, adj_close) * up), np.maximum(open_, close))
     low = np.minimum(raw(np.minimum(adj_open, adj_close) * down), np.minimum(open_, close))
-    # the close before the year's first session, as the previous year computed it
-    start_close = np.maximum(
-        np.round(start_adj / np.exp(paths.start_log_factor[:, y, None]), 4), _PRICE_FLOOR
+    # the dividend is a share of the previous close (the previous year's last one on day 0)
+    dividend = np.zeros((t, n))
+    inner = div_cols > 0
+    dividend[div_rows[inner], div_cols[inner]] = (
+        dy[inner] * close[div_rows[inner], div_cols[inner] - 1]
     )
-    prev_close = np.concatenate((close[:, :1] if origin else start_close, close[:, :-1]), axis=1)
-    split_cum = np.exp(log_split)
-    volume = np.round(np.exp(paths.level[:, None] + 0.4 * z[:, :, 4]) * split_cum).astype(np.int64)
+    first = div_rows[~inner]
+    if len(first):
+        start_close = np.maximum(
+            np.round(paths.start_adj[first, y] / np.exp(paths.start_log_factor[first, y]), 4),
+            _PRICE_FLOOR,
+        )
+        dividend[first, 0] = dy[~inner] * start_close
+    volume = np.round(np.exp(paths.level[:, None] + 0.4 * z[:, 4]) * split_cum).astype(np.int64)
     return {
         "open": open_,
         "high": high,
@@ -198,8 +225,28 @@ def _year(
         "adj_close": close * factor,
         "adj_volume": volume / split_cum,
         "split_factor": split,
-        "dividend": q * prev_close,
+        "dividend": dividend,
     }
+
+
+@functools.lru_cache(maxsize=64)
+def _calendar_years(exchange_mic: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sessions per calendar year (from the calendar's first year), and each session's year."""
+    years_of = all_sessions(exchange_mic).astype("datetime64[Y]").astype(np.int64)
+    index = years_of - int(years_of[0])
+    return np.bincount(index), index
+
+
+@functools.lru_cache(maxsize=4)
+def _batch_paths(
+    exchange_mic: str, seed: int, names: tuple[str, ...]
+) -> tuple[list[list[int]], _Paths]:
+    """The seeds and yearly state of a ticker batch (a backfill asks for it once a year)."""
+    year_sessions, _ = _calendar_years(exchange_mic)
+    origin = np.zeros(len(year_sessions), dtype=bool)
+    origin[0] = True
+    bases = [_ticker_seed(seed, name) for name in names]
+    return bases, _paths(bases, year_sessions[:_YEARS], origin[:_YEARS])
 
 
 def synthetic_bars(
@@ -226,26 +273,23 @@ def synthetic_bars(
     width = max(hi - lo, 0)
     columns: dict[str, np.ndarray] = {}
     if width and names:
-        years_of = sessions.astype("datetime64[Y]").astype(np.int64)
-        first_year = int(years_of[0])
-        index = years_of - first_year
+        year_sessions, index = _calendar_years(exchange_mic)
         if int(index[hi - 1]) >= _YEARS:
             raise InvalidInputError(f"synthetic bars stop {_YEARS} years after the calendar starts")
-        year_sessions = np.bincount(index, minlength=int(index[hi - 1]) + 1)[: index[hi - 1] + 1]
-        origin = np.zeros(len(year_sessions), dtype=bool)
-        origin[0] = True
-        bases = [_ticker_seed(seed, name) for name in names]
-        paths = _paths(bases, year_sessions, origin)
-        parts: dict[str, list[np.ndarray]] = {}
+        bases, paths = _batch_paths(exchange_mic, seed, tuple(names))
         year_start = np.concatenate(([0], np.cumsum(year_sessions)))
+        parts: dict[str, list[np.ndarray]] = {}
         for y in range(int(index[lo]), int(index[hi - 1]) + 1):
             n = int(year_sessions[y])
-            block = _year(bases, paths, y, n, origin=bool(origin[y]))
+            block = _year(bases, paths, y, n, origin=y == 0)
             a = max(lo - int(year_start[y]), 0)
             b = min(hi - int(year_start[y]), n)
             for key, values in block.items():
-                parts.setdefault(key, []).append(values[:, a:b])
-        columns = {k: np.concatenate(v, axis=1).ravel() for k, v in parts.items()}
+                parts.setdefault(key, []).append(values if (a, b) == (0, n) else values[:, a:b])
+        columns = {
+            k: (v[0] if len(v) == 1 else np.concatenate(v, axis=1)).ravel()
+            for k, v in parts.items()
+        }
     total = width * len(names)
     indices = np.repeat(np.arange(len(names), dtype=np.int32), width)
     ticker_col = pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(names, pa.string()))

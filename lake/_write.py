@@ -322,20 +322,15 @@ def write_rejects(
 
 
 def by_date_rows(batch: pa.Table) -> pa.Table:
-    """The `eod_by_date` projection of an eod_prices batch, sorted by (trade_date, ticker)."""
+    """The `eod_by_date` projection of an eod_prices batch, sorted by (trade_date, ticker).
+
+    `batch` is sorted by (ticker, trade_date), as `validate` leaves it, so a stable sort on
+    the date alone gives (trade_date, ticker) order (~10x cheaper than a two-key sort)."""
     projected = batch.select(BY_DATE_SCHEMA.names).cast(BY_DATE_SCHEMA)
     if projected.num_rows < 2:
         return projected
-    encoded = pc.dictionary_encode(projected.column("ticker").combine_chunks())
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
-    rank = np.asarray(pc.rank(encoded.dictionary, sort_keys="ascending", tiebreaker="min"))
-    ticker_rank = rank.astype(np.int64)[np.asarray(encoded.indices)]
-    days = np.asarray(
-        projected.column("trade_date").combine_chunks().cast(pa.int32()), dtype=np.int64
-    )
-    order = np.argsort((days << 32) | ticker_rank, kind="stable")
-    return projected.combine_chunks().take(pa.array(order))
+    order = pc.sort_indices(projected, sort_keys=[("trade_date", "ascending")])
+    return projected.take(order)
 
 
 def _upsert(
