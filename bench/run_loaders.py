@@ -356,7 +356,7 @@ def _body(results: dict[str, dict[str, Any]], n: int, small: bool) -> str:
         "interpreter start-up. Each run asserts every job succeeded and exactly "
         f"{SESSIONS:,} rows per ticker were written.",
         "",
-        "Target: >= 1,000,000 rows/s on 2 cores. " + _verdict(results),
+        "Target: >= 1,000,000 rows/s on 2 cores: " + _verdict(results),
         "",
         f"### One day of {n:,} tickers: controller + queue + 2 workers + Marketstack stub",
         "",
@@ -392,8 +392,8 @@ def _verdict(results: dict[str, dict[str, Any]]) -> str:
     return (
         f"the default backfill (`synthetic` at its 2,500 tickers/job) runs at {default:,.0f} "
         f"rows/s with two worker threads ({verdict(default)}) and {procs:,.0f} rows/s with two "
-        f"worker processes ({verdict(procs)}). The lake alone, committing a whole year of "
-        f"all tickers at a time, reaches {direct:,.0f} rows/s here. At 100 tickers/job "
+        f"worker processes ({verdict(procs)}). The lake alone, one writer committing a whole "
+        f"year of all tickers at a time, reaches {direct:,.0f} rows/s here. At 100 tickers/job "
         f"(Marketstack's cap) {_rate(results, 'backfill b100-t2'):,.0f} rows/s: per-job "
         "overhead (two Delta commits, catalog updates, queue round trips) weighs on "
         "~25,000-row jobs."
