@@ -352,6 +352,11 @@ class EodStore:
         index = self.index_for(version)
         if index is not None:
             sid = index.sids(symbol, exchange)[0]
+            if date_from is not None and date_from == date_to and offset == 0 and limit > 0:
+                p = index.point(sid, date_from)  # the point lookup: one binary search
+                pos = np.array([] if p is None else [p], dtype=np.int64)
+                self._timed("bars", "index", t0)
+                return Bars(index=index, positions=pos, adjusted=adjusted), int(pos.size)
             lo, hi = index.range(sid, date_from, date_to)
             if order == "asc":
                 pos = np.arange(lo + offset, min(hi, lo + offset + limit), dtype=np.int64)

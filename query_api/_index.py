@@ -39,6 +39,20 @@ INDEX_COLUMNS = (
     "source",
 )
 _EPOCH = dt.date(1970, 1, 1)
+#: The numeric columns of INDEX_COLUMNS other than volume, in the index's row layout.
+_FLOAT_COLUMNS = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "adj_open",
+    "adj_high",
+    "adj_low",
+    "adj_close",
+    "adj_volume",
+    "split_factor",
+    "dividend",
+)
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -91,10 +105,13 @@ class HotIndex:
         )
         sid_of_row = np.repeat(np.arange(len(self.series), dtype=np.int64), ends - self.starts)
         self.keys: IntArray = (sid_of_row << 32) | self.days
+        # The float columns side by side, one row per bar: a point lookup reads its bar with
+        # one `tolist()` instead of a scalar read per field; `_num` holds column views.
+        self._rows: FloatArray = np.empty((self.rows, len(_FLOAT_COLUMNS)), dtype=np.float64)
+        for i, name in enumerate(_FLOAT_COLUMNS):
+            self._rows[:, i] = self._numeric(name)
         self._num: dict[str, FloatArray] = {
-            name: self._numeric(name)
-            for name in INDEX_COLUMNS
-            if name not in {"ticker", "exchange_mic", "trade_date", "volume", "currency", "source"}
+            name: self._rows[:, i] for i, name in enumerate(_FLOAT_COLUMNS)
         }
         self._volume = np.asarray(
             self.table.column("volume").combine_chunks().to_numpy(zero_copy_only=False),
@@ -162,40 +179,30 @@ class HotIndex:
         return out
 
     def _record(self, p: int, *, adjusted: bool) -> dict[str, object]:
-        """One bar by scalar reads (a point lookup): no per-field fancy indexing or arrays."""
+        """One bar by one row read (a point lookup): no per-field indexing or arrays."""
         sid = int(self.ends.searchsorted(p, side="right"))
-        num = self._num
-        prices: list[float] = []
-        for name in ("open", "high", "low", "close"):
-            value = float(num[name].item(p))
-            if adjusted:
-                adj = float(num[f"adj_{name}"].item(p))
-                if adj == adj:
-                    value = adj
-            prices.append(value)
+        o, h, lo, c, adj_o, adj_h, adj_lo, adj_c, adj_v, split, div = self._rows[p].tolist()
         volume = int(self._volume.item(p))
         if adjusted:
-            adj_v = float(num["adj_volume"].item(p))
-            if adj_v == adj_v:
-                volume = round(adj_v)
-        split = float(num["split_factor"].item(p))
-        div = float(num["dividend"].item(p))
-        cur_codes, cur_names = self._text["currency"]
-        src_codes, src_names = self._text["source"]
+            o = adj_o if adj_o == adj_o else o
+            h = adj_h if adj_h == adj_h else h
+            lo = adj_lo if adj_lo == adj_lo else lo
+            c = adj_c if adj_c == adj_c else c
+            volume = round(adj_v) if adj_v == adj_v else volume
         ticker, mic = self.series[sid]
         return {
             "ticker": ticker,
             "exchange_mic": mic,
             "date": _EPOCH + dt.timedelta(days=int(self.days.item(p)) - _DAY_OFFSET),
-            "open": prices[0],
-            "high": prices[1],
-            "low": prices[2],
-            "close": prices[3],
+            "open": o,
+            "high": h,
+            "low": lo,
+            "close": c,
             "volume": volume,
             "split_factor": None if split != split else split,
             "dividend": None if div != div else div,
-            "currency": cur_names[int(cur_codes.item(p))],
-            "source": src_names[int(src_codes.item(p))],
+            "currency": self._text["currency"][1][int(self._text["currency"][0].item(p))],
+            "source": self._text["source"][1][int(self._text["source"][0].item(p))],
         }
 
     @classmethod
@@ -220,6 +227,12 @@ class HotIndex:
         if exchange is not None:
             found = [s for s in found if self.series[s][1] == exchange]
         return found
+
+    def point(self, sid: int, day: dt.date) -> int | None:
+        """The row of series `sid` on `day`, if it has one (one binary search)."""
+        key = (sid << 32) | day_number(day)
+        p = int(self.keys.searchsorted(key))
+        return p if p < self.rows and int(self.keys.item(p)) == key else None
 
     def range(self, sid: int, lo: dt.date | None, hi: dt.date | None) -> tuple[int, int]:
         base = sid << 32

@@ -37,6 +37,11 @@ class ApiMetrics:
             "Rows in the in-memory index (0 when DuckDB answers alone).",
             registry=self.registry,
         )
+        self.lane = Counter(
+            "stockdata_api_point_lane_total",
+            "EoD point lookups answered before parameter parsing (hot index, plain query).",
+            registry=self.registry,
+        )
         self.queries = Histogram(
             "stockdata_api_query_seconds",
             "Time spent reading the lake, by query kind and engine (index or duckdb).",

@@ -35,9 +35,20 @@ _ACCEPT = {
 }
 
 
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of request header `name` (lower case), read from the raw scope.
+
+    One or two headers per request do not pay for a parsed `Headers` multidict."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 def negotiate(request: Request[Any, Any, Any], allowed: tuple[Format, ...]) -> Format:
     """`format=` wins over `Accept`; JSON when neither names something we serve."""
-    explicit = request.query_params.get("format")
+    raw_query: bytes = request.scope.get("query_string", b"")
+    explicit = request.query_params.get("format") if b"format" in raw_query else None
     if explicit is not None:
         if explicit not in allowed:
             raise InvalidInputError(
@@ -45,7 +56,7 @@ def negotiate(request: Request[Any, Any, Any], allowed: tuple[Format, ...]) -> F
                 code="unsupported-format",
             )
         return cast(Format, explicit)
-    accept = request.headers.get("accept")
+    accept = header(request.scope, b"accept")
     if not accept:
         return "json"
     best: tuple[float, Format] | None = None
@@ -280,7 +291,7 @@ class Responder:
             (b"cache-control", self._cache_control.get(age) or self._control(age)),
             _VARY,
         ]
-        if _matches(request.headers.get("if-none-match"), etag):
+        if _matches(header(request.scope, b"if-none-match"), etag):
             self.metrics.cache_result("not_modified")
             return RawResponse(b"", status_code=304, raw_headers=headers)
         hit = self.cache.get(version, key)
