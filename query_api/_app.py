@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -61,11 +62,14 @@ def create_app(
     authenticator: Authenticator | None = None,
     sql: bool = True,
     access_logs: bool = True,
+    freeze_gc: bool = False,
 ) -> Litestar:
     """Build the Litestar app. Unset settings come from the environment (STOCKDATA_*).
 
     The lake reader, the catalog engine and the SQL workers start in the app's lifespan, and
     the catalog is optional at run time: EoD and delta reads answer from the lake alone.
+    `freeze_gc` (the server process: `stockdata serve`) moves everything start-up built
+    into the collector's permanent generation once the app is ready.
     """
     settings = settings or ApiSettings()
     lake_settings = lake_settings or LakeSettings()
@@ -103,6 +107,12 @@ def create_app(
         await anyio.to_thread.run_sync(store.start)
         if services.sandbox is not None:
             await anyio.to_thread.run_sync(services.sandbox.start)
+        if freeze_gc:
+            # What start-up built (the app, the index's Python objects, imported modules)
+            # lives as long as the process: out of the collector's reach, a full collection
+            # no longer walks it in the middle of a request.
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

@@ -139,23 +139,27 @@ class Bars:
         *,
         table: pa.Table | None = None,
         index: HotIndex | None = None,
-        positions: npt.NDArray[np.int64] | None = None,
+        positions: npt.NDArray[np.int64] | list[int] | None = None,
         adjusted: bool = False,
+        records: list[dict[str, Any]] | None = None,
     ) -> None:
         self._table = table
         self._index = index
         self._pos = positions if positions is not None else np.empty(0, dtype=np.int64)
         self._adjusted = adjusted
+        self._records = records
 
     def __len__(self) -> int:
-        return self._table.num_rows if self._table is not None else int(self._pos.size)
+        return self._table.num_rows if self._table is not None else len(self._pos)
 
     def records(self) -> list[dict[str, Any]]:
+        if self._records is not None:
+            return self._records
         if self._table is not None:
             rows: list[dict[str, Any]] = self._table.to_pylist()
             return rows
         assert self._index is not None
-        return self._index.records(self._pos, adjusted=self._adjusted)
+        return self._index.records(np.asarray(self._pos, dtype=np.int64), adjusted=self._adjusted)
 
     def table(self) -> pa.Table:
         if self._table is None:
@@ -353,10 +357,12 @@ class EodStore:
         if index is not None:
             sid = index.sids(symbol, exchange)[0]
             if date_from is not None and date_from == date_to and offset == 0 and limit > 0:
-                p = index.point(sid, date_from)  # the point lookup: one binary search
-                pos = np.array([] if p is None else [p], dtype=np.int64)
+                found = index.point_record(sid, date_from, adjusted=adjusted)  # one search
                 self._timed("bars", "index", t0)
-                return Bars(index=index, positions=pos, adjusted=adjusted), int(pos.size)
+                if found is None:
+                    return Bars(index=index, adjusted=adjusted), 0
+                p, record = found
+                return Bars(index=index, positions=[p], adjusted=adjusted, records=[record]), 1
             lo, hi = index.range(sid, date_from, date_to)
             if order == "asc":
                 pos = np.arange(lo + offset, min(hi, lo + offset + limit), dtype=np.int64)

@@ -107,17 +107,28 @@ class HotIndex:
         self.keys: IntArray = (sid_of_row << 32) | self.days
         # The float columns side by side, one row per bar: a point lookup reads its bar with
         # one `tolist()` instead of a scalar read per field; `_num` holds column views.
-        self._rows: FloatArray = np.empty((self.rows, len(_FLOAT_COLUMNS)), dtype=np.float64)
+        # Volume and the currency and source codes ride along (exact as float64 below 2**53),
+        # so a point lookup touches one row of one array: a cache miss, not six.
+        width = len(_FLOAT_COLUMNS)
+        self._rows: FloatArray = np.empty((self.rows, width + 3), dtype=np.float64)
         for i, name in enumerate(_FLOAT_COLUMNS):
             self._rows[:, i] = self._numeric(name)
         self._num: dict[str, FloatArray] = {
             name: self._rows[:, i] for i, name in enumerate(_FLOAT_COLUMNS)
         }
-        self._volume = np.asarray(
-            self.table.column("volume").combine_chunks().to_numpy(zero_copy_only=False),
-            dtype=np.int64,
+        self._rows[:, width] = (
+            self.table.column("volume").combine_chunks().to_numpy(zero_copy_only=False)
         )
-        self._text = {name: self._dictionary(name) for name in ("currency", "source")}
+        text = {name: self._dictionary(name) for name in ("currency", "source")}
+        self._rows[:, width + 1] = text["currency"][0]
+        self._rows[:, width + 2] = text["source"][0]
+        self._currencies, self._sources = text["currency"][1], text["source"][1]
+        # column views of the packed rows for the vectorised paths (no second copy)
+        self._volume = self._rows[:, width]
+        self._text = {
+            "currency": (self._rows[:, width + 1], text["currency"][1]),
+            "source": (self._rows[:, width + 2], text["source"][1]),
+        }
         self._close = self._num["close"]
         adj = self._num["adj_close"]
         self._adj_close = np.where(np.isnan(adj), self._close, adj)
@@ -149,13 +160,13 @@ class HotIndex:
                 .tolist()
             )
         else:
-            volume = self._volume[pos].tolist()
+            volume = self._volume[pos].astype(np.int64).tolist()
         split = [None if v != v else v for v in self._num["split_factor"][pos].tolist()]
         div = [None if v != v else v for v in self._num["dividend"][pos].tolist()]
         cur_codes, cur_names = self._text["currency"]
         src_codes, src_names = self._text["source"]
-        cur = [cur_names[c] for c in cur_codes[pos].tolist()]
-        src = [src_names[c] for c in src_codes[pos].tolist()]
+        cur = [cur_names[c] for c in cur_codes[pos].astype(np.int64).tolist()]
+        src = [src_names[c] for c in src_codes[pos].astype(np.int64).tolist()]
         days = (self.days[pos] - _DAY_OFFSET).tolist()
         out: list[dict[str, object]] = []
         for i, sid in enumerate(sids.tolist()):
@@ -178,11 +189,20 @@ class HotIndex:
             )
         return out
 
-    def _record(self, p: int, *, adjusted: bool) -> dict[str, object]:
-        """One bar by one row read (a point lookup): no per-field indexing or arrays."""
-        sid = int(self.ends.searchsorted(p, side="right"))
-        o, h, lo, c, adj_o, adj_h, adj_lo, adj_c, adj_v, split, div = self._rows[p].tolist()
-        volume = int(self._volume.item(p))
+    def _record(
+        self, p: int, *, adjusted: bool, sid: int | None = None, day: dt.date | None = None
+    ) -> dict[str, object]:
+        """One bar by one row read (a point lookup): no per-field indexing or arrays.
+
+        `sid` and `day`, when the caller knows them, save a search and a read."""
+        if sid is None:
+            sid = int(self.ends.searchsorted(p, side="right"))
+        if day is None:
+            day = _EPOCH + dt.timedelta(days=int(self.days.item(p)) - _DAY_OFFSET)
+        o, h, lo, c, adj_o, adj_h, adj_lo, adj_c, adj_v, split, div, vol, cur, src = self._rows[
+            p
+        ].tolist()
+        volume = int(vol)
         if adjusted:
             o = adj_o if adj_o == adj_o else o
             h = adj_h if adj_h == adj_h else h
@@ -193,7 +213,7 @@ class HotIndex:
         return {
             "ticker": ticker,
             "exchange_mic": mic,
-            "date": _EPOCH + dt.timedelta(days=int(self.days.item(p)) - _DAY_OFFSET),
+            "date": day,
             "open": o,
             "high": h,
             "low": lo,
@@ -201,9 +221,16 @@ class HotIndex:
             "volume": volume,
             "split_factor": None if split != split else split,
             "dividend": None if div != div else div,
-            "currency": self._text["currency"][1][int(self._text["currency"][0].item(p))],
-            "source": self._text["source"][1][int(self._text["source"][0].item(p))],
+            "currency": self._currencies[int(cur)],
+            "source": self._sources[int(src)],
         }
+
+    def point_record(
+        self, sid: int, day: dt.date, *, adjusted: bool
+    ) -> tuple[int, dict[str, object]] | None:
+        """The row and bar of series `sid` on `day`, if it has one."""
+        p = self.point(sid, day)
+        return None if p is None else (p, self._record(p, adjusted=adjusted, sid=sid, day=day))
 
     @classmethod
     def build(cls, cursor: duckdb.DuckDBPyConnection, *, version: int | None) -> HotIndex:

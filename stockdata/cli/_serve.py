@@ -15,7 +15,7 @@ APP_FACTORY = "stockdata.cli._serve:app_factory"
 def app_factory() -> Litestar:
     """The app of one server worker, from STOCKDATA_* settings, with JSON logs."""
     configure_logging()
-    return create_app()
+    return create_app(freeze_gc=True)
 
 
 @click.command()
