@@ -192,6 +192,8 @@ class EodStore:
         self._building: int | None = None
         self._closed = False
         self._polled = float("-inf")
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -204,9 +206,27 @@ class EodStore:
             return
         if build_index:
             self._build_index(version)
+        interval = self._settings.api_lake_poll_seconds
+        if interval > 0 and self._poller is None:
+            self._poller = threading.Thread(
+                target=self._poll_forever, args=(interval,), name="lake-poll", daemon=True
+            )
+            self._poller.start()
+
+    def _poll_forever(self, interval: float) -> None:
+        """Poll the lake every `interval` seconds off the request path (a poll is a Delta
+        log read: a network round trip on ADLS), so requests find the version fresh."""
+        while not self._stop.wait(interval):
+            try:
+                self.version()
+            except Exception as exc:  # the next request polls inline and reports it
+                log.warning("lake_poll_failed", error=scrub_text(str(exc).splitlines()[0]))
 
     def close(self) -> None:
         self._closed = True
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=10)
         self._reader.close()
 
     @contextmanager
@@ -226,8 +246,12 @@ class EodStore:
             cur.close()
 
     def fresh_version(self) -> tuple[bool, int | None]:
-        """(True, version) when the last poll is recent: answering needs no IO to know it."""
-        if time.monotonic() - self._polled < self._settings.api_lake_poll_seconds:
+        """(True, version) when the last poll is recent: answering needs no IO to know it.
+
+        With the background poller a poll is due every interval; one late poll is allowed
+        before requests poll inline again."""
+        window = self._settings.api_lake_poll_seconds * (1 if self._poller is None else 2)
+        if time.monotonic() - self._polled < window:
             return True, self._reader.version
         return False, None
 

@@ -22,7 +22,8 @@ class ApiSettings(StockdataSettings):
         default=2.0,
         ge=0.0,
         le=3600.0,
-        description="Check the Delta log for a new version at most this often.",
+        description="A background thread checks the Delta log for a new version this often "
+        "(0: every request checks).",
     )
     api_staleness_seconds: float = Field(
         default=30.0,
