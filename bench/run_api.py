@@ -34,6 +34,7 @@ DATE_FROM, DATE_TO = dt.date(2005, 1, 1), dt.date(2024, 12, 31)
 TODAY = dt.date(2025, 6, 1)
 CONNECTIONS = 16
 DURATION = "10s"
+WARMUP = "5s"
 #: The server and wrk on separate cores (when `taskset` and two cores are there), so the
 #: load generator does not preempt the server: tail latency measures the server.
 SERVER_CPU, WRK_CPU = 1, 0
@@ -292,6 +293,9 @@ def main() -> None:
             ready = srv.wait_ready(index=name == "granian")
             if name == "granian":
                 results["startup_s"] = ready
+            # warm-up, discarded: the first seconds after start-up (the freed index build,
+            # the first polls) are not the steady state the figures describe
+            wrk(srv.port, scripts["floor"], connections=CONNECTIONS, duration=WARMUP)
             results[f"floor_{name}"] = wrk(
                 srv.port, scripts["floor"], connections=CONNECTIONS, duration=DURATION
             )
@@ -334,7 +338,8 @@ def _report(r: dict[str, Any], *, n: int, rows: int, small: bool) -> None:
         f"({rows:,} rows, {DATE_FROM}..{DATE_TO}) in a local Delta lake; `stockdata serve` "
         "(granian, 1 worker, log level WARNING so access-log events are filtered, rate limit "
         "off, auth none) on loopback; "
-        f"wrk 4.1 with {CONNECTIONS} connections, {DURATION} per route"
+        f"wrk 4.1 with {CONNECTIONS} connections, {DURATION} per route after a {WARMUP} "
+        "warm-up on the floor route"
         + (
             f", the server pinned to CPU {SERVER_CPU} and wrk to CPU {WRK_CPU} (`taskset`)"
             if pinned
