@@ -468,7 +468,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         fresh, version = services.store.fresh_version()
         if not fresh or services.store.index_for(version) is None:
             return None
-        services.metrics.lane.inc()
+        services.metrics.lane_answer()
         return eod_page(request, symbol.upper(), _upper(mic), date=day, adjusted=adjusted)
 
     @get(
