@@ -31,6 +31,9 @@ BAR_SCHEMA = pa.schema(
     ]
 )
 REQUIRED_BAR_COLUMNS = frozenset(f.name for f in BAR_SCHEMA if not f.nullable)
+#: The float64 columns of a bar, in schema order (prices, adjusted prices and volume,
+#: split factor, dividend).
+FLOAT_BAR_COLUMNS = tuple(f.name for f in BAR_SCHEMA if pa.types.is_floating(f.type))
 
 #: `eod_prices`: the bars plus lineage and the partition column.
 EOD_SCHEMA = pa.schema(

@@ -18,6 +18,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lake import FLOAT_BAR_COLUMNS
+
 #: Columns the API returns; the rest of `eod` (lineage, partition) stays in the lake.
 INDEX_COLUMNS = (
     "ticker",
@@ -39,20 +41,9 @@ INDEX_COLUMNS = (
     "source",
 )
 _EPOCH = dt.date(1970, 1, 1)
-#: The numeric columns of INDEX_COLUMNS other than volume, in the index's row layout.
-_FLOAT_COLUMNS = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "adj_open",
-    "adj_high",
-    "adj_low",
-    "adj_close",
-    "adj_volume",
-    "split_factor",
-    "dividend",
-)
+#: The index's row layout starts with the float columns of a bar, in schema order
+#: (open, high, low, close, the adjusted four, adjusted volume, split factor, dividend).
+_FLOAT_COLUMNS = FLOAT_BAR_COLUMNS
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]

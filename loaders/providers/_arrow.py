@@ -10,23 +10,11 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lake import BAR_SCHEMA
+from lake import BAR_SCHEMA, FLOAT_BAR_COLUMNS
 
 T = TypeVar("T")
 
-_FLOAT_COLUMNS = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "adj_open",
-    "adj_high",
-    "adj_low",
-    "adj_close",
-    "adj_volume",
-    "split_factor",
-    "dividend",
-)
+_FLOAT_COLUMNS = FLOAT_BAR_COLUMNS
 
 
 def to_float(value: Any) -> float | None:
