@@ -27,10 +27,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import lake
+from bench._data import DATA, DATE_FROM, DATE_TO, cache_key, synthetic
 from bench._report import write_section
 
-DATA = Path(__file__).resolve().parent / ".data"
-DATE_FROM, DATE_TO = dt.date(2005, 1, 1), dt.date(2024, 12, 31)
 TODAY = dt.date(2025, 6, 1)
 CONNECTIONS = 16
 DURATION = "10s"
@@ -54,28 +53,14 @@ def _pinned(cpu: int) -> list[str]:
 DEAD_DB = "postgresql://bench:unused@127.0.0.1:1/none"
 
 
-def _bars(n: int) -> pa.Table:
-    path = DATA / f"synthetic_{n}.parquet"
-    if path.exists():
-        return pq.read_table(path)
-    t0 = time.perf_counter()
-    bars = lake.synthetic_bars(
-        [f"T{i:05d}" for i in range(n)], date_from=DATE_FROM, date_to=DATE_TO, seed=7
-    )
-    print(f"generated {bars.num_rows:,} rows in {time.perf_counter() - t0:.1f} s", flush=True)
-    DATA.mkdir(parents=True, exist_ok=True)
-    pq.write_table(bars, path, compression="snappy")
-    return bars
-
-
 def _lake(n: int) -> tuple[lake.LakeSettings, pa.Table]:
-    root = DATA / f"api_lake_{n}"
+    root = DATA / f"api_lake_{cache_key(n)}"
     settings = lake.LakeSettings(lake_uri=str(root))
-    keys_path = DATA / f"api_keys_{n}.parquet"
+    keys_path = DATA / f"api_keys_{cache_key(n)}.parquet"
     if (root / lake.EOD_TABLE / "_delta_log").exists() and keys_path.exists():
         return settings, pq.read_table(keys_path)
     shutil.rmtree(root, ignore_errors=True)
-    bars = _bars(n)
+    bars = synthetic(n)
     years = pc.year(bars.column("trade_date"))
     t0 = time.perf_counter()
     for year in range(DATE_FROM.year, DATE_TO.year + 1):

@@ -14,34 +14,17 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 import lake
+from bench._data import DATA, DATE_FROM, DATE_TO, SEED, synthetic
 from bench._report import p50, pct, timed, write_section
 
-DATA = Path(__file__).resolve().parent / ".data"
-DATE_FROM, DATE_TO = dt.date(2005, 1, 1), dt.date(2024, 12, 31)
 TODAY = dt.date(2025, 6, 1)
 CROSS_DATE = dt.date(2024, 6, 14)
 WINDOWS = lake.DELTA_WINDOWS
-
-
-def _bars(n: int) -> pa.Table:
-    path = DATA / f"synthetic_{n}.parquet"
-    if path.exists():
-        return pq.read_table(path)
-    t0 = time.perf_counter()
-    bars = lake.synthetic_bars(
-        [f"T{i:05d}" for i in range(n)], date_from=DATE_FROM, date_to=DATE_TO, seed=7
-    )
-    print(f"generated {bars.num_rows:,} rows in {time.perf_counter() - t0:.1f} s", flush=True)
-    DATA.mkdir(parents=True, exist_ok=True)
-    pq.write_table(bars, path, compression="snappy")
-    return bars
 
 
 def _backfill(settings: lake.LakeSettings, bars: pa.Table) -> tuple[float, int]:
@@ -113,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     small = "--small" in args or os.environ.get("STOCKDATA_BENCH_SMALL") == "1"
     n = 500 if small else 5000
-    bars = _bars(n)
+    bars = synthetic(n)
     tickers = sorted(set(bars.column("ticker").unique().to_pylist()))
     run = DATA / "lake_run"
     shutil.rmtree(run, ignore_errors=True)
@@ -147,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
 
     daily_ms = []
     for k, day in enumerate((dt.date(2025, 1, 2), dt.date(2025, 1, 3), dt.date(2025, 1, 6))):
-        batch = lake.synthetic_bars(tickers, date_from=day, date_to=day, seed=7)
+        batch = lake.synthetic_bars(tickers, date_from=day, date_to=day, seed=SEED)
         t0 = time.perf_counter()
         lake.write_bars(ours, batch, job_id=f"daily-{k}", today=TODAY)
         daily_ms.append((time.perf_counter() - t0) * 1000)

@@ -26,10 +26,10 @@ from sqlalchemy.engine import Engine
 import catalog
 import lake
 import loaders
+from bench._data import DATE_FROM, DATE_TO
 from bench._report import write_section
 from stockdata.logs import configure_logging
 
-DATE_FROM, DATE_TO = dt.date(2005, 1, 1), dt.date(2024, 12, 31)
 DAY = dt.date(2024, 11, 29)
 AFTER_CLOSE = dt.datetime(2024, 11, 30, 12, 0, tzinfo=dt.UTC)
 EXCHANGE = "XNYS"

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lake import LakeReader, LakeSettings
+from query_api import _models as m
 from query_api._index import HotIndex
 from query_api._metrics import ApiMetrics
 from query_api._settings import ApiSettings
@@ -62,22 +63,6 @@ DELTA_SCHEMA = pa.schema(
         pa.field("pct_change", pa.float64()),
     ]
 )
-
-
-@dataclass(frozen=True, slots=True)
-class DeltaRow:
-    """The change over `days` sessions ending at `end_date`; start fields None with a reason."""
-
-    ticker: str
-    exchange_mic: str
-    days: int
-    start_date: dt.date | None
-    start_close: float | None
-    end_date: dt.date
-    end_close: float
-    change: float | None
-    pct_change: float | None
-    reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,7 +446,7 @@ class EodStore:
         days: int,
         day: dt.date | None,
         adjusted: bool,
-    ) -> DeltaRow:
+    ) -> m.Delta:
         """Change over `days` sessions ending at the last session on or before `day`."""
         t0 = time.perf_counter()
         index = self.index_for(version)
@@ -527,9 +512,9 @@ class EodStore:
         start_date: dt.date | None,
         start_close: float | None,
         available: int,
-    ) -> DeltaRow:
+    ) -> m.Delta:
         if start_date is None or start_close is None:
-            return DeltaRow(
+            return m.Delta(
                 symbol,
                 exchange,
                 days,
@@ -541,7 +526,7 @@ class EodStore:
                 None,
                 f"only {available} session(s) before {end_date.isoformat()}; {days} needed",
             )
-        return DeltaRow(
+        return m.Delta(
             symbol,
             exchange,
             days,

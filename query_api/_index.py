@@ -113,7 +113,6 @@ class HotIndex:
         text = {name: self._dictionary(name) for name in ("currency", "source")}
         self._rows[:, width + 1] = text["currency"][0]
         self._rows[:, width + 2] = text["source"][0]
-        self._currencies, self._sources = text["currency"][1], text["source"][1]
         # column views of the packed rows for the vectorised paths (no second copy)
         self._volume = self._rows[:, width]
         self._text = {
@@ -212,8 +211,8 @@ class HotIndex:
             "volume": volume,
             "split_factor": None if split != split else split,
             "dividend": None if div != div else div,
-            "currency": self._currencies[int(cur)],
-            "source": self._sources[int(src)],
+            "currency": self._text["currency"][1][int(cur)],
+            "source": self._text["source"][1][int(src)],
         }
 
     def point_record(

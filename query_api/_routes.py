@@ -26,7 +26,7 @@ import catalog
 from catalog import Role
 from query_api import _models as m
 from query_api._auth import require_role
-from query_api._data import BAR_SCHEMA, Bars, DeltaRow
+from query_api._data import BAR_SCHEMA, Bars
 from query_api._flags import DELTA_API, SQL_API, TICKER_API
 from query_api._problems import PROBLEM_MEDIA_TYPE, Problem
 from query_api._respond import ARROW, Payload, encode_arrow, encode_csv, negotiate
@@ -241,21 +241,6 @@ def _check_range(settings: ApiSettings, lo: dt.date | None, hi: dt.date | None) 
 
 def _bars(bars: Bars) -> list[m.Bar]:
     return [m.Bar(**row) for row in bars.records()]
-
-
-def _delta(row: DeltaRow) -> m.Delta:
-    return m.Delta(
-        ticker=row.ticker,
-        exchange_mic=row.exchange_mic,
-        days=row.days,
-        start_date=row.start_date,
-        start_close=row.start_close,
-        end_date=row.end_date,
-        end_close=row.end_close,
-        change=row.change,
-        pct_change=row.pct_change,
-        reason=row.reason,
-    )
 
 
 def _structs_table(rows: list[Any], struct: type[Any]) -> pa.Table:
@@ -839,10 +824,9 @@ def _delta_point(
 
     def compute() -> Payload:
         resolved = services.store.resolve(sym, mic, version)
-        row = services.store.delta(
+        delta = services.store.delta(
             sym, exchange=resolved, version=version, days=days, day=day, adjusted=adjusted
         )
-        delta = _delta(row)
         return Payload(
             m.DeltaResponse(data=delta, adjusted=adjusted, lake_version=version),
             _structs_table([delta], m.Delta),
