@@ -171,8 +171,10 @@ class Server:
                 sys.executable,
                 "-m",
                 "stockdata",
+                # the production default: INFO, one JSON access-log event per request (to
+                # /dev/null here; a pipe to the container runtime in production)
                 "--log-level",
-                "WARNING",
+                "INFO",
                 "serve",
                 "--port",
                 str(self.port),
@@ -321,8 +323,8 @@ def _report(r: dict[str, Any], *, n: int, rows: int, small: bool) -> None:
     lines = [
         f"`python -m bench api{' --small' if small else ''}`: {n:,} synthetic tickers x 20 years "
         f"({rows:,} rows, {DATE_FROM}..{DATE_TO}) in a local Delta lake; `stockdata serve` "
-        "(granian, 1 worker, log level WARNING so access-log events are filtered, rate limit "
-        "off, auth none) on loopback; "
+        "(granian, 1 worker, log level INFO as in production: one JSON access-log event per "
+        "request, to /dev/null; rate limit off, auth none) on loopback; "
         f"wrk 4.1 with {CONNECTIONS} connections, {DURATION} per route after a {WARMUP} "
         "warm-up on the floor route"
         + (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -82,8 +83,25 @@ def scrub_processor(
     return event_dict
 
 
+#: Where the CLI's `--log-level` and `--log-json/--log-text` are handed to child processes
+#: (server workers build their app, and configure logging, in a process of their own).
+LOG_LEVEL_ENV = "STOCKDATA_LOG_LEVEL"
+LOG_JSON_ENV = "STOCKDATA_LOG_JSON"
+
+
+def configure_logging_from_env() -> None:
+    """`configure_logging` as STOCKDATA_LOG_LEVEL / STOCKDATA_LOG_JSON say (INFO, auto)."""
+    json = os.environ.get(LOG_JSON_ENV, "").strip().lower()
+    configure_logging(
+        level=os.environ.get(LOG_LEVEL_ENV, "INFO"),
+        json={"true": True, "1": True, "false": False, "0": False}.get(json),
+    )
+
+
 def configure_logging(*, level: str = "INFO", json: bool | None = None) -> None:
     """Key-value events on a terminal, JSON lines elsewhere; always scrubbed, always to stderr."""
+    if logging.getLevelName(level.upper()) not in (10, 20, 30, 40, 50):
+        raise ValueError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING or ERROR")
     as_json = (not sys.stderr.isatty()) if json is None else json
     renderer: Any = (
         structlog.processors.JSONRenderer()

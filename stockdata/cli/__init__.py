@@ -19,7 +19,7 @@ import pydantic
 
 from stockdata import __version__
 from stockdata.errors import StockDataError
-from stockdata.logs import configure_logging, scrub_text
+from stockdata.logs import LOG_JSON_ENV, LOG_LEVEL_ENV, configure_logging, scrub_text
 
 #: group name -> (module, attribute, one-line help)
 _GROUPS: dict[str, tuple[str, str, str]] = {
@@ -61,6 +61,7 @@ class _LazyGroup(click.Group):
 @click.option(
     "--log-level",
     default="INFO",
+    envvar="STOCKDATA_LOG_LEVEL",
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     help="Minimum level of log events written to stderr.",
@@ -68,11 +69,16 @@ class _LazyGroup(click.Group):
 @click.option(
     "--log-json/--log-text",
     default=None,
+    envvar="STOCKDATA_LOG_JSON",
     help="Force JSON or text logs (default: JSON unless stderr is a terminal).",
 )
 def cli(log_level: str, log_json: bool | None) -> None:
     """stockdata: an end-of-day stock data lakehouse (Delta Lake, Postgres catalog, DuckDB API)."""
     configure_logging(level=log_level, json=log_json)
+    # Processes this command starts (the API server's workers) log the same way.
+    os.environ[LOG_LEVEL_ENV] = log_level.upper()
+    if log_json is not None:
+        os.environ[LOG_JSON_ENV] = "true" if log_json else "false"
 
 
 def _fail(message: str, code: int = 1) -> None:

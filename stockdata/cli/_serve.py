@@ -6,15 +6,16 @@ import click
 from litestar import Litestar
 
 from query_api import ApiSettings, create_app
-from stockdata.logs import configure_logging
+from stockdata.logs import configure_logging_from_env
 
 #: Import string of the app factory: each server worker process builds its own app.
 APP_FACTORY = "stockdata.cli._serve:app_factory"
 
 
 def app_factory() -> Litestar:
-    """The app of one server worker, from STOCKDATA_* settings, with JSON logs."""
-    configure_logging()
+    """The app of one server worker, from STOCKDATA_* settings, logging as `stockdata` was told
+    (`--log-level`, `--log-json/--log-text`, handed down through the environment)."""
+    configure_logging_from_env()
     return create_app(freeze_gc=True)
 
 

@@ -16,9 +16,25 @@ import lake
 from tests import _services
 
 
-@pytest.mark.parametrize("server", ["granian", "uvicorn"])
+def _access_events(stderr: Path) -> list[dict[str, object]]:
+    events = []
+    for line in stderr.read_text().splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("event") == "request":
+                events.append(event)
+    return events
+
+
+@pytest.mark.parametrize(
+    ("server", "log_level"), [("granian", None), ("uvicorn", None), ("granian", "WARNING")]
+)
 def test_serve_answers_on_loopback(
-    tmp_path: Path, sample_lake: lake.LakeSettings, pg_url: str, server: str
+    tmp_path: Path,
+    sample_lake: lake.LakeSettings,
+    pg_url: str,
+    server: str,
+    log_level: str | None,
 ) -> None:
     port = _services.free_port()
     env = {
@@ -28,13 +44,18 @@ def test_serve_answers_on_loopback(
         "STOCKDATA_DATABASE_URL": pg_url.replace("+psycopg", ""),
         "STOCKDATA_SQL_WORKERS": "1",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stockdata", "serve", "--port", str(port), "--server", server],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    env.pop("STOCKDATA_LOG_LEVEL", None)
+    level = ["--log-level", log_level] if log_level else []
+    stderr = tmp_path / "stderr.log"
+    args = ["serve", "--port", str(port), "--server", server]
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stockdata", *level, "--log-json", *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
     try:
         _services.wait_for_port(port, timeout=60, proc=proc)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -58,3 +79,14 @@ def test_serve_answers_on_loopback(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    # The worker process logs as the command line said: an access event per request at INFO
+    # (the default), none at WARNING.
+    events = _access_events(stderr)
+    if log_level == "WARNING":
+        assert events == []
+    else:
+        assert [(e["path"], e["status"], e["level"]) for e in events] == [
+            ("/v1/eod/MSFT", 200, "info"),
+            ("/eod/ticker/MSFT/delta/21", 200, "info"),
+            ("/health/ready", 200, "info"),
+        ]
