@@ -364,7 +364,7 @@ class EodStore:
         t0 = time.perf_counter()
         index = self.index_for(version)
         if index is not None:
-            sid = index.sids(symbol, exchange)[0]
+            sid = index.sid_of[symbol, exchange]
             if date_from is not None and date_from == date_to and offset == 0 and limit > 0:
                 found = index.point_record(sid, date_from, adjusted=adjusted)  # one search
                 self._timed("bars", "index", t0)
@@ -451,7 +451,7 @@ class EodStore:
         t0 = time.perf_counter()
         index = self.index_for(version)
         if index is not None:
-            sid = index.sids(symbol, exchange)[0]
+            sid = index.sid_of[symbol, exchange]
             pos = index.positions(np.asarray([sid], dtype=np.int64), day, days, exact=False)
             end, start = int(pos.end[0]), int(pos.start[0])
             closes = index.closes(adjusted=adjusted)

@@ -28,6 +28,8 @@ JSON = "application/json"
 CSV = "text/csv"
 ARROW = "application/vnd.apache.arrow.stream"
 _MEDIA = {"json": JSON, "csv": CSV, "arrow": ARROW}
+#: Accept values answered with JSON without parsing (what clients and load tools send).
+_JSON_ACCEPTS = frozenset({"*/*", "application/json"})
 _ACCEPT = {
     "application/json": "json",
     "text/csv": "csv",
@@ -57,7 +59,7 @@ def negotiate(request: Request[Any, Any, Any], allowed: tuple[Format, ...]) -> F
             )
         return cast(Format, explicit)
     accept = header(request.scope, b"accept")
-    if not accept:
+    if not accept or accept in _JSON_ACCEPTS:
         return "json"
     best: tuple[float, Format] | None = None
     for part in accept.split(","):
@@ -110,13 +112,31 @@ class Encoded:
 
 
 class ResponseCache:
-    """An LRU of encoded responses keyed by (lake version, request); entries expire by age."""
+    """An LRU of encoded responses keyed by (lake version, request); entries expire by age.
+
+    Answers that cost about as much to compute as to fetch (a point lookup in the hot index)
+    are admitted on their second request only (`seen_before`, a doorkeeper as in TinyLFU):
+    random one-off lookups then neither pay for an insert and an eviction nor push out the
+    working set, and a key asked for twice is cached from then on.
+    """
 
     def __init__(self, *, entries: int, max_age: float) -> None:
         self._entries = entries
         self._max_age = max_age
         self._data: OrderedDict[tuple[int | None, str], Encoded] = OrderedDict()
         self._lock = threading.Lock()
+        self._seen: set[tuple[int | None, str]] = set()
+
+    def seen_before(self, version: int | None, key: str) -> bool:
+        """True if (version, key) was asked for since the doorkeeper last started over;
+        records it otherwise. It holds at most as many keys as the cache, then starts over."""
+        item = (version, key)
+        if item in self._seen:
+            return True
+        if len(self._seen) >= self._entries:
+            self._seen.clear()
+        self._seen.add(item)
+        return False
 
     def get(self, version: int | None, key: str) -> Encoded | None:
         with self._lock:
@@ -141,6 +161,7 @@ class ResponseCache:
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._seen.clear()
 
     def __len__(self) -> int:
         return len(self._data)
@@ -281,7 +302,12 @@ class Responder:
         allowed: tuple[Format, ...],
         compute: Callable[[], Payload],
         max_age: float | None = None,
+        admit: Literal["always", "repeat"] = "always",
     ) -> Response[Any]:
+        """The answer to `request`: 304, cached bytes, or `compute()` encoded and cached.
+
+        `admit="repeat"` is for answers as cheap to compute as to fetch: they enter the cache
+        on their second request (see `ResponseCache`)."""
         fmt = negotiate(request, allowed)
         key = request_key(request, fmt)
         etag = etag_for(version, key)
@@ -308,7 +334,8 @@ class Responder:
             content, media = encode_csv(table), CSV
         else:
             content, media = encode_arrow(table), ARROW
-        self.cache.put(version, key, Encoded(content, media, time.monotonic()))
+        if admit == "always" or self.cache.seen_before(version, key):
+            self.cache.put(version, key, Encoded(content, media, time.monotonic()))
         return self._ok(content, media, headers)
 
     def _control(self, age: int) -> bytes:

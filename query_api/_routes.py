@@ -419,8 +419,15 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             )
             return Payload(page, table.table)
 
+        # One bar from the hot index costs about what a cache hit does: cache it when asked
+        # for again, not on first sight.
+        one_bar = (lo_hi_latest or date is not None) and services.store.index_for(version)
         return services.responder.respond(
-            request, version=version, allowed=("json", "csv", "arrow"), compute=compute
+            request,
+            version=version,
+            allowed=("json", "csv", "arrow"),
+            compute=compute,
+            admit="repeat" if one_bar else "always",
         )
 
     async def eod_point_lane(request: Request[Any, Any, Any]) -> Response[m.BarPage] | None:

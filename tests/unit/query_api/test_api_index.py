@@ -38,10 +38,30 @@ def _index() -> HotIndex:
 def test_series_and_symbols() -> None:
     index = _index()
     assert index.series == [("AAA", "XNAS"), ("BBB", "XNAS"), ("BBB", "XNYS")]
-    assert index.sids("BBB", None) == [1, 2]
-    assert index.sids("BBB", "XNYS") == [2]
-    assert index.sids("ZZZ", None) == []
+    assert index.sid_of == {("AAA", "XNAS"): 0, ("BBB", "XNAS"): 1, ("BBB", "XNYS"): 2}
     assert list(index.all_sids("XNAS")) == [0, 1]
+
+
+def test_point_finds_the_exact_session_of_one_series_only() -> None:
+    index = _index()
+    d = dt.date
+    assert [index.point(0, day) for day in (d(1969, 12, 30), d(1969, 12, 31), d(1970, 1, 2))] == [
+        0,
+        1,
+        2,
+    ]
+    # no bar that day, before the first or after the last bar of the run, or in a
+    # neighbouring run (BBB on XNAS has 1970-01-02; AAA does not have 1970-01-01)
+    assert [index.point(0, day) for day in (d(1970, 1, 1), d(1969, 1, 1), d(1970, 1, 5))] == [
+        None,
+        None,
+        None,
+    ]
+    assert (index.point(1, d(1970, 1, 2)), index.point(1, d(1969, 12, 31))) == (3, None)
+    assert (index.point(2, d(1970, 1, 1)), index.point(2, d(1970, 1, 2))) == (4, None)
+    record = index.point_record(2, d(1970, 1, 1), adjusted=False)
+    assert record is not None
+    assert (record[0], record[1]["ticker"], record[1]["close"]) == (4, "BBB", 7.0)
 
 
 def test_ranges_work_across_1970() -> None:

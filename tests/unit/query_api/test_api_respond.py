@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import pytest
 from litestar.testing import RequestFactory
 
+from query_api._metrics import ApiMetrics
+from query_api._models import Live
 from query_api._respond import (
     Encoded,
+    Payload,
+    Responder,
     ResponseCache,
     _matches,
     etag_for,
@@ -88,3 +93,32 @@ def test_cache_is_keyed_by_version_bounded_and_expires() -> None:
     stale.put(1, "a", Encoded(b"x", "application/json", time.monotonic() - 6))
     assert stale.get(1, "a") is None
     assert len(stale) == 0
+
+
+def test_doorkeeper_admits_a_key_on_its_second_sighting_and_starts_over_when_full() -> None:
+    cache = ResponseCache(entries=2, max_age=60)
+    assert [cache.seen_before(1, "a"), cache.seen_before(1, "a")] == [False, True]
+    assert cache.seen_before(2, "a") is False  # another lake version is another key
+    cache.seen_before(1, "b")  # the doorkeeper holds 2 keys: full, so it started over
+    assert [cache.seen_before(1, "a"), cache.seen_before(2, "a")] == [False, False]
+
+
+@pytest.mark.parametrize(("admit", "computed", "cached"), [("always", 1, 1), ("repeat", 2, 1)])
+def test_responder_admission(
+    admit: Literal["always", "repeat"], computed: int, cached: int
+) -> None:
+    cache = ResponseCache(entries=10, max_age=60)
+    responder = Responder(cache, ApiMetrics(), max_age=60)
+    calls = []
+
+    def compute() -> Payload:
+        calls.append(1)
+        return Payload(Live(status="ok"))
+
+    request = RequestFactory().get("/v1/eod/MSFT", query_params={"date": "2008-10-10"})
+    bodies = [
+        responder.respond(request, version=7, allowed=ALL, compute=compute, admit=admit).content
+        for _ in range(3)
+    ]
+    assert bodies == [b'{"status":"ok"}'] * 3
+    assert (len(calls), len(cache)) == (computed, cached)
