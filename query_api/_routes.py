@@ -9,7 +9,7 @@ come from the settings the app was created with and the OpenAPI document states 
 import datetime as dt
 import functools
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -157,16 +157,40 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
         require_role(principal, Role(role))
 
 
-def _headers(scope: Any) -> dict[str, str]:
-    """The request headers as a plain dict (first value of a repeated name, like Headers.get).
+class _Headers(Mapping[str, str]):
+    """The request headers as a read-only mapping, decoded on first use.
 
-    The authenticators read one or two headers; a parsed `Headers` multidict per request
-    costs several times more than this.
+    First value of a repeated name, like `Headers.get`. The API-key and JWT authenticators
+    read one or two headers, and a parsed `Headers` multidict per request costs several
+    times more than this; the anonymous authenticator reads none and decodes nothing.
     """
-    out: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        out.setdefault(name.decode("latin-1"), value.decode("latin-1"))
-    return out
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+        self._decoded: dict[str, str] | None = None
+
+    def _dict(self) -> dict[str, str]:
+        if self._decoded is None:
+            out: dict[str, str] = {}
+            for name, value in self._raw:
+                out.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+            self._decoded = out
+        return self._decoded
+
+    def __getitem__(self, name: str) -> str:
+        return self._dict()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+
+def _headers(scope: Any) -> Mapping[str, str]:
+    return _Headers(scope["headers"])
 
 
 async def authorize(request: Request[Any, Any, Any]) -> None:
