@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from lake import LakeReader, LakeSettings
 from query_api import _models as m
-from query_api._index import HotIndex
+from query_api._index import BarRow, HotIndex
 from query_api._metrics import ApiMetrics
 from query_api._settings import ApiSettings
 from stockdata.errors import InvalidInputError, NotFoundError, StockDataError, TransientError
@@ -117,7 +117,8 @@ def project_bars(table: pa.Table, *, adjusted: bool) -> pa.Table:
 
 
 class Bars:
-    """The rows of a bars answer: dicts for JSON, Arrow for CSV and IPC, each built on demand."""
+    """The rows of a bars answer: `BarRow` tuples for JSON, Arrow for CSV and IPC, each built
+    on demand."""
 
     def __init__(
         self,
@@ -126,25 +127,26 @@ class Bars:
         index: HotIndex | None = None,
         positions: npt.NDArray[np.int64] | list[int] | None = None,
         adjusted: bool = False,
-        records: list[dict[str, Any]] | None = None,
+        rows: list[BarRow] | None = None,
     ) -> None:
         self._table = table
         self._index = index
         self._pos = positions if positions is not None else np.empty(0, dtype=np.int64)
         self._adjusted = adjusted
-        self._records = records
+        self._rows = rows
 
     def __len__(self) -> int:
         return self._table.num_rows if self._table is not None else len(self._pos)
 
-    def records(self) -> list[dict[str, Any]]:
-        if self._records is not None:
-            return self._records
+    def rows(self) -> list[BarRow]:
+        """The bars in `query_api._models.Bar` field order (BAR_SCHEMA's column order)."""
+        if self._rows is not None:
+            return self._rows
         if self._table is not None:
-            rows: list[dict[str, Any]] = self._table.to_pylist()
-            return rows
+            columns = [col.to_pylist() for col in self._table.columns]
+            return list(zip(*columns, strict=True)) if columns else []
         assert self._index is not None
-        return self._index.records(np.asarray(self._pos, dtype=np.int64), adjusted=self._adjusted)
+        return self._index.rows_at(np.asarray(self._pos, dtype=np.int64), adjusted=self._adjusted)
 
     def table(self) -> pa.Table:
         if self._table is None:
@@ -366,12 +368,12 @@ class EodStore:
         if index is not None:
             sid = index.sid_of[symbol, exchange]
             if date_from is not None and date_from == date_to and offset == 0 and limit > 0:
-                found = index.point_record(sid, date_from, adjusted=adjusted)  # one search
+                found = index.point_row(sid, date_from, adjusted=adjusted)  # one search
                 self._timed("bars", "index", t0)
                 if found is None:
                     return Bars(index=index, adjusted=adjusted), 0
-                p, record = found
-                return Bars(index=index, positions=[p], adjusted=adjusted, records=[record]), 1
+                p, row = found
+                return Bars(index=index, positions=[p], adjusted=adjusted, rows=[row]), 1
             lo, hi = index.range(sid, date_from, date_to)
             if order == "asc":
                 pos = np.arange(lo + offset, min(hi, lo + offset + limit), dtype=np.int64)

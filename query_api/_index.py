@@ -46,6 +46,23 @@ _EPOCH = dt.date(1970, 1, 1)
 #: (open, high, low, close, the adjusted four, adjusted volume, split factor, dividend).
 _FLOAT_COLUMNS = FLOAT_BAR_COLUMNS
 
+#: One bar in the API's field order (`query_api._models.Bar`): ticker, exchange_mic, date,
+#: open, high, low, close, volume, split_factor, dividend, currency, source.
+BarRow = tuple[
+    str,
+    str,
+    dt.date,
+    float,
+    float,
+    float,
+    float,
+    int,
+    float | None,
+    float | None,
+    str | None,
+    str | None,
+]
+
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
@@ -125,10 +142,11 @@ class HotIndex:
         self._rows[:, width + 2] = text["source"][0]
         # column views of the packed rows for the vectorised paths (no second copy)
         self._volume = self._rows[:, width]
-        self._text = {
-            "currency": (self._rows[:, width + 1], text["currency"][1]),
-            "source": (self._rows[:, width + 2], text["source"][1]),
-        }
+        self._currency_codes = self._rows[:, width + 1]
+        self._source_codes = self._rows[:, width + 2]
+        # the names by code; the code -1 (no value) reads the trailing None
+        self._currencies = text["currency"][1]
+        self._sources = text["source"][1]
         self._close = self._num["close"]
         adj = self._num["adj_close"]
         self._adj_close = np.where(np.isnan(adj), self._close, adj)
@@ -138,20 +156,20 @@ class HotIndex:
         codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
         return np.asarray(codes, dtype=np.int32), [*encoded.dictionary.to_pylist(), None]
 
-    def records(self, pos: IntArray, *, adjusted: bool) -> list[dict[str, object]]:
-        """Bars at row positions as dicts of the API's bar fields, without Arrow compute."""
+    def rows_at(self, pos: IntArray, *, adjusted: bool) -> list[BarRow]:
+        """Bars at row positions as `BarRow` tuples, without Arrow compute."""
         if pos.size == 0:
             return []
         if pos.size == 1:
-            return [self._record(int(pos[0]), adjusted=adjusted)]
+            return [self._row(int(pos[0]), adjusted=adjusted)]
         sids = np.searchsorted(self.ends, pos, side="right")
-        prices = {}
+        prices = []
         for name in ("open", "high", "low", "close"):
             raw = self._num[name][pos]
             if adjusted:
                 adj = self._num[f"adj_{name}"][pos]
                 raw = np.where(np.isnan(adj), raw, adj)
-            prices[name] = raw.tolist()
+            prices.append(raw.tolist())
         if adjusted:
             adj_v = self._num["adj_volume"][pos]
             volume = (
@@ -163,35 +181,28 @@ class HotIndex:
             volume = self._volume[pos].astype(np.int64).tolist()
         split = [None if v != v else v for v in self._num["split_factor"][pos].tolist()]
         div = [None if v != v else v for v in self._num["dividend"][pos].tolist()]
-        cur_codes, cur_names = self._text["currency"]
-        src_codes, src_names = self._text["source"]
-        cur = [cur_names[c] for c in cur_codes[pos].astype(np.int64).tolist()]
-        src = [src_names[c] for c in src_codes[pos].astype(np.int64).tolist()]
-        days = (self.days[pos] - _DAY_OFFSET).tolist()
-        out: list[dict[str, object]] = []
-        for i, sid in enumerate(sids.tolist()):
-            ticker, mic = self.series[sid]
-            out.append(
-                {
-                    "ticker": ticker,
-                    "exchange_mic": mic,
-                    "date": _EPOCH + dt.timedelta(days=days[i]),
-                    "open": prices["open"][i],
-                    "high": prices["high"][i],
-                    "low": prices["low"][i],
-                    "close": prices["close"][i],
-                    "volume": volume[i],
-                    "split_factor": split[i],
-                    "dividend": div[i],
-                    "currency": cur[i],
-                    "source": src[i],
-                }
+        cur = [self._currencies[c] for c in self._currency_codes[pos].astype(np.int64).tolist()]
+        src = [self._sources[c] for c in self._source_codes[pos].astype(np.int64).tolist()]
+        days = [_EPOCH + dt.timedelta(days=d) for d in (self.days[pos] - _DAY_OFFSET).tolist()]
+        series = [self.series[sid] for sid in sids.tolist()]
+        return list(
+            zip(
+                [t for t, _ in series],
+                [mic for _, mic in series],
+                days,
+                *prices,
+                volume,
+                split,
+                div,
+                cur,
+                src,
+                strict=True,
             )
-        return out
+        )
 
-    def _record(
+    def _row(
         self, p: int, *, adjusted: bool, sid: int | None = None, day: dt.date | None = None
-    ) -> dict[str, object]:
+    ) -> BarRow:
         """One bar by one row read (a point lookup): no per-field indexing or arrays.
 
         `sid` and `day`, when the caller knows them, save a search and a read."""
@@ -210,27 +221,25 @@ class HotIndex:
             c = adj_c if adj_c == adj_c else c
             volume = round(adj_v) if adj_v == adj_v else volume
         ticker, mic = self.series[sid]
-        return {
-            "ticker": ticker,
-            "exchange_mic": mic,
-            "date": day,
-            "open": o,
-            "high": h,
-            "low": lo,
-            "close": c,
-            "volume": volume,
-            "split_factor": None if split != split else split,
-            "dividend": None if div != div else div,
-            "currency": self._text["currency"][1][int(cur)],
-            "source": self._text["source"][1][int(src)],
-        }
+        return (
+            ticker,
+            mic,
+            day,
+            o,
+            h,
+            lo,
+            c,
+            volume,
+            None if split != split else split,
+            None if div != div else div,
+            self._currencies[int(cur)],
+            self._sources[int(src)],
+        )
 
-    def point_record(
-        self, sid: int, day: dt.date, *, adjusted: bool
-    ) -> tuple[int, dict[str, object]] | None:
-        """The row and bar of series `sid` on `day`, if it has one."""
+    def point_row(self, sid: int, day: dt.date, *, adjusted: bool) -> tuple[int, BarRow] | None:
+        """The row position and bar of series `sid` on `day`, if it has one."""
         p = self.point(sid, day)
-        return None if p is None else (p, self._record(p, adjusted=adjusted, sid=sid, day=day))
+        return None if p is None else (p, self._row(p, adjusted=adjusted, sid=sid, day=day))
 
     @classmethod
     def build(cls, cursor: duckdb.DuckDBPyConnection, *, version: int | None) -> HotIndex:

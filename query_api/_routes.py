@@ -264,7 +264,7 @@ def _check_range(settings: ApiSettings, lo: dt.date | None, hi: dt.date | None) 
 
 
 def _bars(bars: Bars) -> list[m.Bar]:
-    return [m.Bar(**row) for row in bars.records()]
+    return [m.Bar(*row) for row in bars.rows()]
 
 
 def _structs_table(rows: list[Any], struct: type[Any]) -> pa.Table:

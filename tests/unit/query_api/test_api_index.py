@@ -7,6 +7,8 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 
+from query_api import _models as m
+from query_api._data import BAR_SCHEMA
 from query_api._index import INDEX_COLUMNS, HotIndex
 
 
@@ -59,9 +61,10 @@ def test_point_finds_the_exact_session_of_one_series_only() -> None:
     ]
     assert (index.point(1, d(1970, 1, 2)), index.point(1, d(1969, 12, 31))) == (3, None)
     assert (index.point(2, d(1970, 1, 1)), index.point(2, d(1970, 1, 2))) == (4, None)
-    record = index.point_record(2, d(1970, 1, 1), adjusted=False)
-    assert record is not None
-    assert (record[0], record[1]["ticker"], record[1]["close"]) == (4, "BBB", 7.0)
+    assert index.point_row(2, d(1970, 1, 1), adjusted=False) == (
+        4,
+        ("BBB", "XNYS", d(1970, 1, 1), 7.0, 7.0, 7.0, 7.0, 1, None, None, None, None),
+    )
 
 
 def test_ranges_work_across_1970() -> None:
@@ -86,3 +89,17 @@ def test_positions_count_sessions_not_days() -> None:
     assert list(latest.end) == [2, 3]
     assert list(latest.start) == [1, -1]
     assert list(index.closes(adjusted=True)) == [1.0, 2.0, 4.0, 10.0, 7.0]
+
+
+def test_bar_rows_follow_the_wire_models_field_order() -> None:
+    # Bars.rows() builds `m.Bar(*row)`: BAR_SCHEMA's columns and the index's rows must be in
+    # the model's field order.
+    assert tuple(BAR_SCHEMA.names) == m.Bar.__struct_fields__
+    index = _index()
+    pos = np.asarray([4, 0], dtype=np.int64)
+    rows = index.rows_at(pos, adjusted=False)
+    assert rows == [
+        ("BBB", "XNYS", dt.date(1970, 1, 1), 7.0, 7.0, 7.0, 7.0, 1, None, None, None, None),
+        ("AAA", "XNAS", dt.date(1969, 12, 30), 1.0, 1.0, 1.0, 1.0, 1, None, None, None, None),
+    ]
+    assert [m.Bar(*row).close for row in rows] == [7.0, 1.0]
