@@ -88,6 +88,7 @@ def make_app(
     engine: Engine | None = None,
     database_url: str | None = None,
     sql: bool = False,
+    security: SecuritySettings | None = None,
     **overrides: Any,
 ) -> Litestar:
     db = None
@@ -101,7 +102,7 @@ def make_app(
         database_settings=db,
         engine=engine,
         sql=sql,
-        security_settings=SecuritySettings(rate_limit_per_minute=0),
+        security_settings=security or SecuritySettings(rate_limit_per_minute=0),
         access_logs=False,
     )
 

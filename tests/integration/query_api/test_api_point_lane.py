@@ -18,6 +18,7 @@ from litestar.testing import TestClient
 from sqlalchemy.engine import Engine
 
 import lake
+from query_api._hardening import SecuritySettings
 from tests.integration.query_api.conftest import make_app
 
 TYPE = "https://stockdata.dev/problems/"
@@ -74,10 +75,11 @@ def test_lane_close_is_the_csv_close(lane_client: TestClient[Litestar]) -> None:
 
 
 def test_lane_errors_are_the_handlers_problems(lane_client: TestClient[Litestar]) -> None:
+    # the lane steps aside when it cannot answer: the handler's problem answer, every time
     before = _lane_answers(lane_client)
     lane = lane_client.get("/v1/eod/NOPE?date=2008-10-10")
     long_way = lane_client.get("/v1/eod/NOPE?date=2008-10-10&sort=asc")
-    assert _lane_answers(lane_client) == before + 1
+    assert _lane_answers(lane_client) == before
     assert lane.status_code == long_way.status_code == 404
     assert lane.json()["type"] == long_way.json()["type"] == TYPE + "not-found"
     assert lane.json()["detail"] == long_way.json()["detail"] == "no data for symbol 'NOPE'"
@@ -118,3 +120,34 @@ def test_escaped_or_repeated_parameters_go_the_long_way(lane_client: TestClient[
     # Litestar reads the first of a repeated scalar parameter
     assert repeated.status_code == 200
     assert [b["close"] for b in repeated.json()["data"]] == [18.029]
+
+
+def test_lane_answers_only_allowed_hosts_and_gets(
+    sample_lake: lake.LakeSettings, seeded: Engine
+) -> None:
+    security = SecuritySettings(rate_limit_per_minute=0, allowed_hosts=["api.stockdata.dev"])
+    app = make_app(
+        sample_lake,
+        engine=seeded,
+        api_hot_index=True,
+        api_lake_poll_seconds=3600,
+        security=security,
+    )
+    with TestClient(app, base_url="http://api.stockdata.dev") as client:
+        before = _lane_answers(client)
+        ok = client.get("/v1/eod/MSFT?date=2008-10-10")
+        assert (ok.status_code, [b["close"] for b in ok.json()["data"]]) == (200, [18.029])
+        assert ok.headers["x-content-type-options"] == "nosniff"
+        assert _lane_answers(client) == before + 1
+        # another Host: Litestar's host check refuses it, exactly as on the long way
+        for path in ("/v1/eod/MSFT?date=2008-10-10", "/v1/eod/MSFT?date=2008-10-10&sort=asc"):
+            refused = client.get(path, headers={"Host": "evil.example"})
+            assert (refused.status_code, refused.json()) == (
+                400,
+                {"message": "invalid host header"},
+            )
+        # the lane answers GET only; other methods get what the route gives them
+        head = client.head("/v1/eod/MSFT?date=2008-10-10")
+        head_long_way = client.head("/v1/eod/MSFT?date=2008-10-10&sort=asc")
+        assert head.status_code == head_long_way.status_code == 405
+        assert _lane_answers(client) == before + 1
