@@ -19,11 +19,11 @@ from query_api._auth import Authenticator, AuthSettings, build_authenticator
 from query_api._data import EodStore
 from query_api._flags import FeatureFlags, FlagSettings, build_flags
 from query_api._hardening import (
+    AllowedHostsMiddleware,
     BodySizeLimitMiddleware,
     RateLimitMiddleware,
     SecurityHeadersMiddleware,
     SecuritySettings,
-    allowed_hosts_config,
     cors_config,
 )
 from query_api._metrics import ApiMetrics
@@ -137,11 +137,12 @@ def create_app(
         middleware=[
             RequestContextMiddleware(access_logs=access_logs),
             SecurityHeadersMiddleware(security),
+            # no layer at all when any host is allowed (the default)
+            *([AllowedHostsMiddleware(security)] if security.checks_hosts else []),
             RateLimitMiddleware(security),
             BodySizeLimitMiddleware(security),
         ],
         cors_config=cors_config(security),
-        allowed_hosts=allowed_hosts_config(security),
         request_max_body_size=security.max_request_bytes,
         lifespan=[lifespan],
         debug=False,

@@ -5,9 +5,9 @@ Wire-up (the app factory does this):
     Litestar(
         ...,
         cors_config=cors_config(security),
-        allowed_hosts=allowed_hosts_config(security),
         middleware=[
             SecurityHeadersMiddleware(security),
+            AllowedHostsMiddleware(security),
             RateLimitMiddleware(security),
             BodySizeLimitMiddleware(security),
             ...,
@@ -26,18 +26,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Sequence
 
-from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.config.cors import CORSConfig
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from pydantic import Field
 
-from stockdata.config import StockdataSettings
+from stockdata.config import StockdataSettings, StrList
 
 PROBLEM_BASE = "https://stockdata.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -62,13 +62,16 @@ DOCS_CSP = (
 class SecuritySettings(StockdataSettings):
     """CORS, hosts, headers, rate limits and request size of the API."""
 
-    cors_origins: list[str] = Field(
+    cors_origins: StrList = Field(
         default_factory=list,
-        description="Origins allowed to call the API from a browser (JSON list); empty = no CORS.",
+        description="Origins allowed to call the API from a browser (comma-separated or a "
+        "JSON list); empty = no CORS.",
     )
-    allowed_hosts: list[str] = Field(
+    allowed_hosts: StrList = Field(
         default_factory=lambda: ["*"],
-        description="Host headers accepted (JSON list, '*.example.com' wildcards); '*' = any.",
+        description="Host names accepted in the Host header (comma-separated or a JSON list; "
+        "'*.example.com' matches subdomains; any port); '*' = any. /health and /metrics are "
+        "exempt (kubelet probes and scrapes address the pod).",
     )
     hsts_seconds: int = Field(
         default=31_536_000, ge=0, description="Strict-Transport-Security max-age; 0 = no header."
@@ -79,7 +82,7 @@ class SecuritySettings(StockdataSettings):
     rate_limit_burst: int = Field(
         default=60, ge=1, description="Requests a key or client may make at once (bucket size)."
     )
-    rate_limit_exempt_paths: list[str] = Field(
+    rate_limit_exempt_paths: StrList = Field(
         default_factory=lambda: ["/health", "/metrics"],
         description="Path prefixes never rate limited (probes and scrapes).",
     )
@@ -94,6 +97,11 @@ class SecuritySettings(StockdataSettings):
     max_request_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )
+
+    @property
+    def checks_hosts(self) -> bool:
+        """Whether the Host header is checked (allowed_hosts is set and is not '*')."""
+        return bool(self.allowed_hosts) and "*" not in self.allowed_hosts
 
 
 def cors_config(settings: SecuritySettings) -> CORSConfig | None:
@@ -118,11 +126,61 @@ def cors_config(settings: SecuritySettings) -> CORSConfig | None:
     )
 
 
-def allowed_hosts_config(settings: SecuritySettings) -> AllowedHostsConfig | None:
-    """Litestar's Host check for the configured hosts; None when any host is allowed."""
-    if not settings.allowed_hosts or "*" in settings.allowed_hosts:
-        return None
-    return AllowedHostsConfig(allowed_hosts=list(settings.allowed_hosts), www_redirect=False)
+#: Paths answered whatever the Host header says: kubelet probes and Prometheus scrapes address
+#: the pod by IP, not by the public host name.
+HOST_CHECK_EXEMPT = ("/health/", "/metrics")
+
+
+class AllowedHostsMiddleware(ASGIMiddleware):
+    """400 problem+json (`invalid-host`) when the Host header names another host.
+
+    The host name is compared without its port; `*.example.com` matches any subdomain of
+    example.com (not example.com itself); `*` accepts any host (no check at all).
+    """
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, settings: SecuritySettings) -> None:
+        hosts = settings.allowed_hosts
+        self._pattern: re.Pattern[str] | None = None
+        if settings.checks_hosts:
+            alternatives = sorted(
+                r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\." + re.escape(h[2:])
+                if h.startswith("*.")
+                else re.escape(h)
+                for h in (host.strip().lower() for host in hosts)
+            )
+            self._pattern = re.compile("|".join(alternatives))
+
+    def allowed(self, scope: Scope) -> bool:
+        if self._pattern is None:
+            return True
+        path = str(scope.get("path", ""))
+        if path.startswith(HOST_CHECK_EXEMPT):
+            return True
+        for name, value in scope.get("headers", ()):
+            if name == b"host":
+                host = value.decode("latin-1").strip().lower()
+                if host.startswith("["):  # an IPv6 literal: [::1]:8000
+                    name_only = host.partition("]")[0] + "]"
+                else:
+                    name_only = host.rpartition(":")[0] if ":" in host else host
+                return bool(name_only) and self._pattern.fullmatch(name_only) is not None
+        return False
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if self.allowed(scope):
+            await next_app(scope, receive, send)
+            return
+        path = str(scope.get("path", ""))
+        body = _problem(
+            400,
+            "invalid-host",
+            "Bad Request",
+            "the Host header names a host this API does not serve",
+            path,
+        )
+        await _send_problem(send, status=400, body=body)
 
 
 def _problem(status: int, code: str, title: str, detail: str, path: str) -> bytes:

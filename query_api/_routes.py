@@ -19,7 +19,6 @@ from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
-from litestar.middleware.allowed_hosts import AllowedHostsMiddleware
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import JSONBody, PathParameter, QueryParameter
@@ -32,7 +31,7 @@ from query_api._auth import require_role
 from query_api._data import BAR_SCHEMA, Bars
 from query_api._flags import DELTA_API, SQL_API, TICKER_API
 from query_api._problems import PROBLEM_MEDIA_TYPE, Problem
-from query_api._respond import ARROW, Payload, encode_arrow, encode_csv, header, negotiate
+from query_api._respond import ARROW, Payload, encode_arrow, encode_csv, negotiate
 from query_api._settings import ApiSettings
 from query_api._state import Services
 from stockdata.errors import FeatureDisabledError, InvalidInputError
@@ -283,15 +282,13 @@ class PointLane(ASGIMiddleware):
     """Answers plain EoD point lookups before Litestar's route machinery, or steps aside.
 
     It sits on the `/v1/eod/{symbol}` route inside every app middleware (request id and
-    access log, security headers, rate limit, body size), so a lane answer passes through
-    all of them like any other. Litestar checks the Host header after those middlewares,
-    at the route; the lane answers only a host that check would let through. `answer`
-    returns the response, or None for anything it does not read, and then, as when it
-    raises (an unknown symbol, a switched-off flag, a missing credential), the request
-    goes the long way: Litestar parses, validates and answers it, errors included, so
-    every problem answer is the handler's own. What the lane skips is the per-request
-    work of Litestar's route (request and handler resolution, the kwargs model, the exit
-    stack, the response handler): about a third of a hot-index lookup's time.
+    access log, security headers, allowed hosts, rate limit, body size), so a lane answer
+    passes through all of them like any other. `answer` returns the response, or None for
+    anything it does not read, and then, as when it raises (an unknown symbol, a
+    switched-off flag, a missing credential), the request goes the long way: Litestar
+    parses, validates and answers it, errors included, so every problem answer is the
+    handler's own. What the lane skips is the per-request work of Litestar's route (request
+    and handler resolution, the kwargs model, the exit stack, the response handler).
     """
 
     scopes = (ScopeType.HTTP,)
@@ -300,24 +297,9 @@ class PointLane(ASGIMiddleware):
         self, answer: Callable[[Request[Any, Any, Any]], Awaitable[Response[Any] | None]]
     ) -> None:
         self._answer = answer
-        self._hosts: re.Pattern[str] | None = None
-        self._hosts_read = False
-
-    def _host_allowed(self, scope: Scope) -> bool:
-        if not self._hosts_read:
-            config = scope["app"].allowed_hosts  # an AllowedHostsConfig, or [] for none
-            if config:
-                # Litestar's own compiled pattern: the same hosts pass here as at the route
-                self._hosts = AllowedHostsMiddleware(app=_no_app, config=config).allowed_hosts_regex
-            self._hosts_read = True
-        if self._hosts is None:
-            return True
-        host = header(scope, b"host")
-        return bool(host and host.split(":")[0] and self._hosts.fullmatch(host))
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        response = None
-        if scope.get("method") == "GET" and self._host_allowed(scope):
+        if scope.get("method") == "GET":
             request: Request[Any, Any, Any] = Request(scope, receive, send)
             try:
                 response = await self._answer(request)
@@ -327,10 +309,6 @@ class PointLane(ASGIMiddleware):
                 await response.to_asgi_response(None, request)(scope, receive, send)
                 return
         await next_app(scope, receive, send)
-
-
-async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
-    raise RuntimeError("not called: only the allowed-hosts pattern is used")
 
 
 def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:

@@ -7,15 +7,31 @@ the `STOCKDATA_` prefix, the `home` directory and the profile guard defined here
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stockdata.errors import ConfigurationError
 
 Profile = Literal["embedded", "dev", "test", "prod"]
+
+
+def _string_list(value: object) -> object:
+    """A list setting as the environment gives it: a JSON list, or comma-separated values
+    (`a.example,b.example`; one value needs no brackets or quotes)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+#: A list of strings read from one environment variable: JSON or comma-separated.
+StrList = Annotated[list[str], NoDecode, BeforeValidator(_string_list)]
 
 #: Secrets that ship in this repository for the embedded profile; refused anywhere else.
 DEV_DEFAULT_SECRETS = frozenset(

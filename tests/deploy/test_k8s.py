@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stockdata.cli._settings import SETTINGS_CLASSES, settings_classes
 from tests.deploy._tools import (
     ENVIRONMENTS,
     LAYERS,
@@ -193,6 +195,32 @@ def test_workload_identity_and_secrets_wiring(rendered: Rendered, env: str) -> N
                 if "secretRef" in source:
                     owner, _ = synced[source["secretRef"]["name"]]
                     assert owner == (ns, spc["metadata"]["name"])
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_rendered_settings_load_in_every_settings_class(
+    rendered: Rendered, env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the pods get from the settings ConfigMap must parse, or the API and the workers
+    # fail at start-up: e.g. STOCKDATA_ALLOWED_HOSTS is the bare API host name.
+    found = [
+        o
+        for o in everything(rendered, env)
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("stockdata-settings-")
+    ]
+    data = found[0]["data"]
+    assert found and all(o["data"] == data for o in found)  # one per namespace, the same
+    for name in [n for n in os.environ if n.startswith("STOCKDATA_")]:
+        monkeypatch.delenv(name)
+    for name, text in data.items():
+        monkeypatch.setenv(name, text)
+    loaded = {cls.__name__: cls() for cls in settings_classes()}
+    assert len(loaded) == len(SETTINGS_CLASSES)
+    security = loaded["SecuritySettings"]
+    host = {"dev": "api.dev.stockdata.example.org", "prd": "api.stockdata.example.org"}[env]
+    assert security.allowed_hosts == [host]  # type: ignore[attr-defined]
+    assert security.cors_origins == [f"https://{host.replace('api.', 'app.', 1)}"]  # type: ignore[attr-defined]
+    assert loaded["StockdataSettings"].profile == "prod"  # type: ignore[attr-defined]
 
 
 def test_flux_chain_per_environment(flux_rendered: dict[str, list[dict[str, Any]]]) -> None:

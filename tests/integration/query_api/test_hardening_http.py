@@ -14,11 +14,12 @@ from litestar.testing import TestClient
 from query_api._hardening import (
     API_CSP,
     DOCS_CSP,
+    PROBLEM_MEDIA_TYPE,
+    AllowedHostsMiddleware,
     BodySizeLimitMiddleware,
     RateLimitMiddleware,
     SecurityHeadersMiddleware,
     SecuritySettings,
-    allowed_hosts_config,
     cors_config,
 )
 
@@ -44,9 +45,9 @@ def _app(settings: SecuritySettings) -> Litestar:
     return Litestar(
         route_handlers=[ping, live, echo],
         cors_config=cors_config(settings),
-        allowed_hosts=allowed_hosts_config(settings),
         middleware=[
             SecurityHeadersMiddleware(settings),
+            AllowedHostsMiddleware(settings),
             RateLimitMiddleware(settings),
             BodySizeLimitMiddleware(settings),
         ],
@@ -188,11 +189,23 @@ def test_cors_preflight_for_an_allowed_and_a_refused_origin(client: TestClient[L
     assert "access-control-allow-origin" not in foreign.headers
 
 
-def test_a_disallowed_host_is_400(client: TestClient[Litestar]) -> None:
+def test_a_disallowed_host_is_400_problem(client: TestClient[Litestar]) -> None:
     assert client.get("/v1/ping").status_code == 200
+    assert client.get("/v1/ping", headers={"Host": "API.stockdata.dev:8443"}).status_code == 200
     wrong = client.get("/v1/ping", headers={"Host": "evil.example"})
     assert wrong.status_code == 400
-    assert wrong.json() == {"message": "invalid host header"}
+    assert wrong.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    assert wrong.headers["x-content-type-options"] == "nosniff"
+    assert wrong.json() == {
+        "type": "https://stockdata.dev/problems/invalid-host",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": "the Host header names a host this API does not serve",
+        "instance": "/v1/ping",
+    }
+    # kubelet probes address the pod by IP: health stays reachable
+    probe = client.get("/health/live", headers={"Host": "10.244.1.17:8000"})
+    assert (probe.status_code, probe.json()) == (200, {"status": "ok"})
 
 
 def test_a_large_body_is_413_problem(client: TestClient[Litestar]) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from query_api._hardening import (
+    AllowedHostsMiddleware,
     SecuritySettings,
     TokenBuckets,
-    allowed_hosts_config,
     cors_config,
 )
 
@@ -31,14 +33,59 @@ def test_idle_buckets_are_dropped_when_the_table_is_full() -> None:
     assert sorted(buckets._buckets) == ["b", "c"]
 
 
-def test_no_cors_without_origins_and_no_host_check_for_any_host() -> None:
-    settings = SecuritySettings()
-    assert cors_config(settings) is None
-    assert allowed_hosts_config(settings) is None
-    configured = SecuritySettings(
-        cors_origins=["https://app.stockdata.dev"], allowed_hosts=["api.stockdata.dev"]
-    )
+def test_no_cors_without_origins() -> None:
+    assert cors_config(SecuritySettings()) is None
+    configured = SecuritySettings(cors_origins=["https://app.stockdata.dev"])
     cors = cors_config(configured)
     assert cors is not None and cors.allow_origins == ["https://app.stockdata.dev"]
-    hosts = allowed_hosts_config(configured)
-    assert hosts is not None and hosts.allowed_hosts == ["api.stockdata.dev"]
+
+
+def _scope(host: str | None, path: str = "/v1/eod/MSFT") -> dict[str, object]:
+    headers = [] if host is None else [(b"host", host.encode())]
+    return {"type": "http", "path": path, "headers": [(b"accept", b"*/*"), *headers]}
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "allowed"),
+    [
+        ("api.stockdata.dev", "/v1/eod/MSFT", True),
+        ("API.Stockdata.Dev:443", "/v1/eod/MSFT", True),  # case and port do not matter
+        ("eu.data.stockdata.dev", "/v1/eod/MSFT", True),  # *.data.stockdata.dev
+        ("x.y.data.stockdata.dev:8000", "/v1/eod/MSFT", True),
+        ("data.stockdata.dev", "/v1/eod/MSFT", False),  # the wildcard needs a subdomain
+        ("api.stockdata.dev.evil.example", "/v1/eod/MSFT", False),
+        ("evil.example", "/v1/eod/MSFT", False),
+        ("apixstockdata.dev", "/v1/eod/MSFT", False),  # dots are literal
+        ("[::1]:8000", "/v1/eod/MSFT", False),
+        ("", "/v1/eod/MSFT", False),
+        (None, "/v1/eod/MSFT", False),  # no Host header at all
+        ("10.244.1.17:8000", "/health/ready", True),  # probes and scrapes address the pod
+        ("10.244.1.17:8000", "/metrics", True),
+        ("10.244.1.17:8000", "/healthz", False),
+    ],
+)
+def test_allowed_hosts(host: str | None, path: str, allowed: bool) -> None:
+    settings = SecuritySettings(allowed_hosts=["api.stockdata.dev", "*.data.stockdata.dev"])
+    assert AllowedHostsMiddleware(settings).allowed(_scope(host, path)) is allowed  # type: ignore[arg-type]
+    any_host = AllowedHostsMiddleware(SecuritySettings())
+    assert any_host.allowed(_scope(host, path)) is True  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("api.stockdata.example.org", ["api.stockdata.example.org"]),
+        ("a.example, b.example", ["a.example", "b.example"]),
+        ('["a.example", "*.b.example"]', ["a.example", "*.b.example"]),
+        ("*", ["*"]),
+    ],
+)
+def test_list_settings_read_one_value_commas_or_json(
+    monkeypatch: pytest.MonkeyPatch, raw: str, expected: list[str]
+) -> None:
+    # the deploy overlays set STOCKDATA_ALLOWED_HOSTS to the bare API host name
+    monkeypatch.setenv("STOCKDATA_ALLOWED_HOSTS", raw)
+    monkeypatch.setenv("STOCKDATA_CORS_ORIGINS", "https://app.stockdata.example.org")
+    settings = SecuritySettings()
+    assert settings.allowed_hosts == expected
+    assert settings.cors_origins == ["https://app.stockdata.example.org"]
