@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from stockdata.logs import scrub_processor, scrub_text, scrub_url
 
 
@@ -30,3 +32,18 @@ def test_processor_redacts_secret_fields_and_secret_values() -> None:
         "api_key": "***",
         "n": 3,
     }
+
+
+@pytest.mark.parametrize(
+    "text", ["/v1/eod/MSFT", "/v1/eod/{symbol}", "GET", "c0d0d85afb667be6", "10.0.0.7", ""]
+)
+def test_text_without_a_separator_is_returned_untouched(text: str) -> None:
+    # neither pattern can match without "=" or ":", so the regular expressions are skipped
+    assert scrub_text(text) is text
+
+
+def test_pairs_with_any_separator_are_still_scrubbed() -> None:
+    assert scrub_text('{"token": "abc"}') == '{"token": "***"}'
+    assert scrub_text("sig=abc") == "sig=***"
+    assert scrub_text("password:hunter2") == "password:***"
+    assert scrub_text("see az://c/p?sig=abc") == "see az://c/p?sig=***"
