@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from collections.abc import Iterator
 
 import structlog
@@ -21,3 +22,12 @@ def log_lines(level: str = "DEBUG") -> Iterator[io.StringIO]:
         yield buffer
     finally:
         configure_logging(level="INFO")
+
+
+def event_names(text: str) -> list[str]:
+    """The `event` of every JSON log line in `text` (other lines are skipped)."""
+    names = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            names.append(str(json.loads(line)["event"]))
+    return names
