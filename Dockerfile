@@ -2,6 +2,16 @@
 # One image for every role: api, controller, worker, migrate, maintenance.
 # The role is chosen by the command Kubernetes runs (see k8s/base); the default is the API.
 
+# ---- assets: the explorer's chart and Swagger UI from the npm registry (no CDN at run time) ----
+FROM node:20.19.5-bookworm-slim AS assets
+
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error \
+    && mkdir vendor \
+    && cp node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js vendor/ \
+    && cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css vendor/
+
 # ---- build: resolve the locked runtime dependencies into a venv, then the project itself ----
 # Base pinned by exact tag; bump build and runtime together.
 FROM python:3.11.14-slim-bookworm AS build
@@ -26,6 +36,7 @@ COPY loaders/ loaders/
 COPY catalog/ catalog/
 COPY query_api/ query_api/
 COPY migrations/ migrations/
+COPY --from=assets /src/vendor/ query_api/static/vendor/
 RUN /opt/stockdata/bin/pip install --no-cache-dir --no-deps . \
     && /opt/stockdata/bin/stockdata --help >/dev/null
 

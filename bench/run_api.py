@@ -1,7 +1,10 @@
 """Query API benchmark: the real server on loopback, wrk at 16 connections, random keys.
 
-`python -m bench api` serves 5,000 synthetic tickers x 20 years (~25M rows); `--small` (or
-STOCKDATA_BENCH_SMALL=1) serves 500 tickers. Every route is measured in the same run as the
+`python -m bench api --tickers N` serves N synthetic tickers x 20 years (default 5,000: ~25M
+rows; `--small` or STOCKDATA_BENCH_SMALL=1: 500). The same routes are measured on the default
+read path (the serving form, one worker per core) and on DuckDB over Delta (serving off), plus
+the serving form's build time, start to serving, bytes per row, RSS per worker (private and
+shared) and the time to serve a new version after a daily append. Every route is measured in the same run as the
 server's trivial JSON route (`/health/live`, the framework floor). Needs `wrk` on PATH
 (`apt-get install -y wrk`). Bars are generated once into bench/.data/ (gitignored).
 """
@@ -145,8 +148,8 @@ class Server:
         *,
         server: str,
         workdir: Path,
-        hot_index: bool = True,
-        workers: int = 1,
+        serving: bool = True,
+        workers: int | None = None,
     ) -> None:
         import socket
 
@@ -162,9 +165,10 @@ class Server:
             "STOCKDATA_RATE_LIMIT_PER_MINUTE": "0",
             "STOCKDATA_SQL_WORKERS": "1",
             "STOCKDATA_API_STALENESS_SECONDS": "300",
-            "STOCKDATA_API_HOT_INDEX": "true" if hot_index else "false",
-            "STOCKDATA_API_HOT_INDEX_MAX_ROWS": "60000000",
+            "STOCKDATA_API_SERVING": "true" if serving else "false",
         }
+        if workers is not None:
+            env["STOCKDATA_API_WORKERS"] = str(workers)
         self.proc = subprocess.Popen(
             [
                 *_pinned(SERVER_CPU),
@@ -180,8 +184,6 @@ class Server:
                 str(self.port),
                 "--server",
                 server,
-                "--workers",
-                str(workers),
             ],
             env=env,
             stdout=subprocess.DEVNULL,
@@ -209,7 +211,7 @@ class Server:
                 time.sleep(0.5)
                 continue
             if status == 200 and (
-                not index or re.search(rb"stockdata_api_hot_index_rows [1-9]", body)
+                not index or re.search(rb'stockdata_api_read_engine\{engine="serving"\} 1', body)
             ):
                 return time.perf_counter() - t0
             time.sleep(0.5)
@@ -221,6 +223,23 @@ class Server:
         found = re.findall(rb'^stockdata_api_cache_total\{result="(\w+)"\} (\S+)$', body, re.M)
         return {k.decode(): float(v) for k, v in found}
 
+    def rss(self) -> list[dict[str, float]]:
+        """Per worker process (the server's descendants): private and shared RSS in MB."""
+        out = []
+        for pid in _descendants(self.proc.pid):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            fields = dict(
+                (k, float(v.split()[0]) / 1024)
+                for k, _, v in (line.partition(":") for line in status.splitlines())
+                if k in ("RssAnon", "RssFile", "RssShmem", "VmRSS")
+            )
+            if "python" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                out.append(fields)
+        return out
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -229,6 +248,38 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            kids = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        for kid in kids:
+            found.append(int(kid))
+            todo.append(int(kid))
+    return found
+
+
+def _tickers() -> tuple[int, bool]:
+    if "--tickers" in sys.argv:
+        return int(sys.argv[sys.argv.index("--tickers") + 1]), False
+    small = "--small" in sys.argv or os.environ.get("STOCKDATA_BENCH_SMALL") == "1"
+    return (500 if small else 5_000), small
+
+
+def _append_day(settings: lake.LakeSettings, n: int) -> tuple[int, str]:
+    """A daily append: one new session for every ticker, through write_bars."""
+    day = dt.date(2025, 1, 2)
+    bars = lake.synthetic_bars([f"T{i:05d}" for i in range(n)], date_from=day, date_to=day, seed=7)
+    written = lake.write_bars(
+        settings, bars, job_id=f"api-bench-append-{time.time_ns()}", today=TODAY
+    )
+    assert written.version is not None
+    return int(written.version), day.isoformat()
 
 
 def _sequential(server: Server, paths: list[str]) -> dict[str, float]:
@@ -249,8 +300,7 @@ def _sequential(server: Server, paths: list[str]) -> dict[str, float]:
 
 
 def main() -> None:
-    small = "--small" in sys.argv or os.environ.get("STOCKDATA_BENCH_SMALL") == "1"
-    n = 500 if small else 5_000
+    n, small = _tickers()
     settings, keys = _lake(n)
     rows = keys.num_rows
     pairs = _sample_keys(keys, WARM_KEYS)
@@ -258,6 +308,7 @@ def main() -> None:
     dates = sorted({d for _, d in pairs})
     work = DATA / "api_run"
     work.mkdir(parents=True, exist_ok=True)
+    year = [(t, d) for t, d in pairs if d.startswith("2015")][:1] or pairs[:1]
     scripts = {
         "floor": _lua(["/health/live"], work / "floor.lua"),
         "eod": _lua([f"/v1/eod/{t}?date={d}" for t, d in pairs], work / "eod.lua"),
@@ -268,44 +319,73 @@ def main() -> None:
         "movers": _lua(
             [f"/v1/movers?date={d}&days=21&limit=10" for d in dates[:2000]], work / "movers.lua"
         ),
+        "on_date": _lua([f"/v1/eod?date={d}&limit=5000" for d in dates[:2000]], work / "on.lua"),
+        "year": _lua(
+            [f"/v1/eod/{t}?from=2015-01-01&to=2015-12-31&limit=5000" for t, _ in pairs[:2000]],
+            work / "year.lua",
+        ),
     }
+    del year
     results: dict[str, Any] = {}
     rng = random.Random(3)
 
-    # The production server choice: the floor route on granian and on uvicorn.
-    for name in ("uvicorn", "granian"):
-        # Only the floor is measured on uvicorn: it does not need the index.
-        srv = Server(settings, server=name, workdir=work, hot_index=name == "granian")
+    # The serving form of the lake's version, built as `lake publish` would after ingest.
+    shutil.rmtree(settings.serving_root, ignore_errors=True)
+    t0 = time.perf_counter()
+    published = lake.publish(settings)
+    assert published is not None
+    results["build_s"] = time.perf_counter() - t0
+    results["bytes_per_row"] = published.bytes_per_row
+
+    seq_delta = [f"/v1/eod/{t}/delta?days=21&date={d}" for t, d in rng.sample(pairs, 2000)]
+    seq_movers = [f"/v1/movers?date={d}&days=21&limit=10" for d in rng.sample(dates, 200)]
+    seq_eod = [f"/v1/eod/{t}?date={d}" for t, d in rng.sample(pairs, 2000)]
+    seq_on = [f"/v1/eod?date={d}&limit=5000" for d in rng.sample(dates, 50)]
+    # uvicorn: the floor only (the server choice); granian: every route on each read path.
+    for name, engine in (("uvicorn", "serving"), ("granian", "serving"), ("granian", "duckdb")):
+        srv = Server(settings, server=name, workdir=work, serving=engine == "serving")
+        tag = f"{name}_{engine}"
         try:
-            ready = srv.wait_ready(index=name == "granian")
-            if name == "granian":
-                results["startup_s"] = ready
-            # warm-up, discarded: the first seconds after start-up (the freed index build,
-            # the first polls) are not the steady state the figures describe
+            ready = srv.wait_ready(index=engine == "serving")
+            results[f"startup_{tag}"] = ready
             wrk(srv.port, scripts["floor"], connections=CONNECTIONS, duration=WARMUP)
-            results[f"floor_{name}"] = wrk(
+            results[f"floor_{tag}"] = wrk(
                 srv.port, scripts["floor"], connections=CONNECTIONS, duration=DURATION
             )
             if name != "granian":
                 continue
-            for route in ("eod_cold", "eod", "delta", "movers"):
+            routes = ("eod_cold", "eod", "delta", "movers", "on_date", "year")
+            for route in routes if engine == "serving" else ("eod_cold", "delta"):
                 before = srv.cache_counts()
-                results[route] = wrk(
+                results[f"{route}_{engine}"] = x = wrk(
                     srv.port, scripts[route], connections=CONNECTIONS, duration=DURATION
                 )
                 after = srv.cache_counts()
                 looked = sum(after.values()) - sum(before.values())
                 hits = looked - (after.get("miss", 0) - before.get("miss", 0))
-                results[route]["hit_ratio"] = hits / looked if looked else 0.0
-            results["floor_again"] = wrk(
+                x["hit_ratio"] = hits / looked if looked else 0.0
+            results[f"floor_again_{tag}"] = wrk(
                 srv.port, scripts["floor"], connections=CONNECTIONS, duration=DURATION
             )
-            seq_delta = [f"/v1/eod/{t}/delta?days=21&date={d}" for t, d in rng.sample(pairs, 2000)]
-            seq_movers = [f"/v1/movers?date={d}&days=21&limit=10" for d in rng.sample(dates, 200)]
-            seq_eod = [f"/v1/eod/{t}?date={d}" for t, d in rng.sample(pairs, 2000)]
-            results["seq_eod"] = _sequential(srv, seq_eod)
-            results["seq_delta"] = _sequential(srv, seq_delta)
-            results["seq_movers"] = _sequential(srv, seq_movers)
+            results[f"seq_eod_{engine}"] = _sequential(srv, seq_eod)
+            results[f"seq_delta_{engine}"] = _sequential(srv, seq_delta[:500])
+            results[f"seq_movers_{engine}"] = _sequential(
+                srv, seq_movers if engine == "serving" else seq_movers[:20]
+            )
+            if engine == "serving":
+                results["seq_on_date"] = _sequential(srv, seq_on)
+                results["rss"] = srv.rss()
+                # a daily append: time until an answer comes from the new version
+                version, day = _append_day(settings, n)
+                t0 = time.perf_counter()
+                probe = f"/v1/eod/T00000?date={day}"
+                while time.perf_counter() - t0 < 900:
+                    status, body = srv.get(probe)
+                    if status == 200 and json.loads(body)["lake_version"] == version:
+                        break
+                    time.sleep(0.2)
+                results["new_version_s"] = time.perf_counter() - t0
+                results["rss_after_new_version"] = srv.rss()
         finally:
             srv.stop()
     print(json.dumps(results, indent=2), flush=True)
@@ -317,75 +397,104 @@ def _verdict(ok: bool) -> str:
 
 
 def _report(r: dict[str, Any], *, n: int, rows: int, small: bool) -> None:
-    floor = (r["floor_granian"]["rps"] + r["floor_again"]["rps"]) / 2
-    cold, warm, delta, movers = r["eod_cold"], r["eod"], r["delta"], r["movers"]
+    floor = (r["floor_granian_serving"]["rps"] + r["floor_again_granian_serving"]["rps"]) / 2
+    cold = r["eod_cold_serving"]
     pinned = bool(_pinned(SERVER_CPU))
+    workers = r["rss"]
     lines = [
-        f"`python -m bench api{' --small' if small else ''}`: {n:,} synthetic tickers x 20 years "
+        f"`python -m bench api --tickers {n}`: {n:,} synthetic tickers x 20 years "
         f"({rows:,} rows, {DATE_FROM}..{DATE_TO}) in a local Delta lake; `stockdata serve` "
-        "(granian, 1 worker, log level INFO as in production: one JSON access-log event per "
-        "request, to /dev/null; rate limit off, auth none) on loopback; "
-        f"wrk 4.1 with {CONNECTIONS} connections, {DURATION} per route after a {WARMUP} "
-        "warm-up on the floor route"
+        f"with default settings (granian, one worker per core: {len(workers)} here; log level "
+        "INFO, one JSON access-log event per request to /dev/null; rate limit off, auth none) "
+        f"on loopback; wrk 4.1 with {CONNECTIONS} connections, {DURATION} per route after a "
+        f"{WARMUP} warm-up on the floor route"
         + (
             f", the server pinned to CPU {SERVER_CPU} and wrk to CPU {WRK_CPU} (`taskset`)"
             if pinned
             else ", server and wrk sharing the cores"
         )
         + f". Cold keys: random (ticker, session) pairs from {COLD_KEYS:,} drawn over the "
-        f"whole lake, so the {WARM_KEYS:,}-entry response cache seldom holds the answer; warm "
-        f"keys: {WARM_KEYS:,} pairs, a working set the cache holds (a one-bar answer from the "
-        "hot index enters the cache on its second request, so a 10 s run answers about a "
-        "third to a half of warm lookups from it). `hit` is the share of requests answered "
-        "from the response cache during that run (from /metrics). The ratios to the floor "
-        "(same run, same server) are the comparable numbers.",
+        f"whole lake; warm keys: {WARM_KEYS:,} pairs the response cache can hold. `serving` is "
+        "the default read path (the memory-mapped serving form, docs/adr/0007-serving-form.md); "
+        "`duckdb` the same server with STOCKDATA_API_SERVING=false (DuckDB over Delta). The "
+        "ratios to the floor (same run, same server) are the comparable numbers.",
         "",
-        f"Server start to hot index ready: {r['startup_s']:.1f} s.",
+        f"- serving form build (`lake publish`): {r['build_s']:.1f} s, "
+        f"{r['bytes_per_row']:.1f} bytes per row on disk",
+        f"- start to serving, form published: {r['startup_granian_serving']:.1f} s; "
+        f"DuckDB only: {r['startup_granian_duckdb']:.1f} s",
+        f"- a daily append ({n:,} rows) answered from its new version after "
+        f"{r['new_version_s']:.1f} s",
+        "- RSS per worker, MB (private = anonymous; shared = file pages, the mapped form): "
+        + "; ".join(
+            f"private {w.get('RssAnon', 0):.0f}, shared {w.get('RssFile', 0):.0f}" for w in workers
+        )
+        + " (after the new version: "
+        + "; ".join(
+            f"private {w.get('RssAnon', 0):.0f}, shared {w.get('RssFile', 0):.0f}"
+            for w in r["rss_after_new_version"]
+        )
+        + ")",
         "",
-        "| route (16 connections) | req/s | p50 ms | p99 ms | non-2xx | hit |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| route (16 connections) | engine | req/s | p50 ms | p99 ms | non-2xx | hit |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for label, key in (
-        ("floor: `GET /health/live` (granian)", "floor_granian"),
-        ("floor: `GET /health/live` (uvicorn)", "floor_uvicorn"),
-        ("EoD point lookup `GET /v1/eod/{symbol}?date=D`, cold keys", "eod_cold"),
-        ("EoD point lookup, warm keys", "eod"),
-        ("delta `GET /v1/eod/{symbol}/delta?days=21&date=D`, warm keys", "delta"),
-        ("movers, all tickers `GET /v1/movers?date=D&days=21`", "movers"),
-        ("floor again (granian, after the data routes)", "floor_again"),
+        ("floor: `GET /health/live` (uvicorn)", "floor_uvicorn_serving"),
+        ("floor: `GET /health/live` (granian)", "floor_granian_serving"),
+        ("EoD point lookup `GET /v1/eod/{symbol}?date=D`, cold keys", "eod_cold_serving"),
+        ("EoD point lookup, cold keys", "eod_cold_duckdb"),
+        ("EoD point lookup, warm keys", "eod_serving"),
+        ("delta `GET /v1/eod/{symbol}/delta?days=21&date=D`", "delta_serving"),
+        ("delta", "delta_duckdb"),
+        ("movers, all tickers `GET /v1/movers?date=D&days=21`", "movers_serving"),
+        ("one date, all tickers `GET /v1/eod?date=D&limit=5000`", "on_date_serving"),
+        ("one year of one ticker `GET /v1/eod/{symbol}?from=..&to=..`", "year_serving"),
+        ("floor again (granian, after the data routes)", "floor_again_granian_serving"),
     ):
         x = r[key]
         hit = f"{x['hit_ratio']:.0%}" if "hit_ratio" in x else "-"
+        engine = "duckdb" if key.endswith("duckdb") else "serving"
         lines.append(
-            f"| {label} | {x['rps']:,.0f} | {x['p50']:.2f} | {x['p99']:.2f} | "
+            f"| {label} | {engine} | {x['rps']:,.0f} | {x['p50']:.2f} | {x['p99']:.2f} | "
             f"{x['non2xx']:.0f} | {hit} |"
         )
-    cold_share, warm_share = cold["rps"] / floor, warm["rps"] / floor
     lines += [
         "",
-        "| one request at a time (keep-alive, no queueing) | p50 ms | p99 ms |",
-        "| --- | ---: | ---: |",
-        f"| EoD point lookup | {r['seq_eod']['p50']:.2f} | {r['seq_eod']['p99']:.2f} |",
-        f"| delta, 21 sessions | {r['seq_delta']['p50']:.2f} | {r['seq_delta']['p99']:.2f} |",
-        f"| movers, all {n:,} tickers | {r['seq_movers']['p50']:.2f} | "
-        f"{r['seq_movers']['p99']:.2f} |",
-        "",
-        "Targets (judged on the cold keys):",
-        f"- EoD point-lookup throughput >= 70% of the floor: {cold_share:.0%} of "
-        f"{floor:,.0f} req/s (mean of the two granian floor runs) "
-        f"{_verdict(cold_share >= 0.7)}; warm keys {warm_share:.0%}.",
-        f"- EoD p99 <= 5 ms at 16 connections: {cold['p99']:.2f} ms "
-        f"{_verdict(cold['p99'] <= 5)}; warm keys {warm['p99']:.2f} ms.",
-        f"- delta p50 <= 2 ms: {r['seq_delta']['p50']:.2f} ms one at a time "
-        f"{_verdict(r['seq_delta']['p50'] <= 2)}; {delta['p50']:.2f} ms at 16 connections "
-        "(that figure includes queueing behind 15 other requests).",
-        f"- movers p50 <= 20 ms: {r['seq_movers']['p50']:.2f} ms one at a time "
-        f"{_verdict(r['seq_movers']['p50'] <= 20)}; {movers['p50']:.2f} ms at 16 connections.",
-        "",
-        "Server choice: granian vs uvicorn on the floor route in this run (see "
-        "docs/adr/0004-query-api.md).",
+        "| one request at a time (keep-alive, no queueing) | engine | p50 ms | p99 ms |",
+        "| --- | --- | ---: | ---: |",
     ]
-    write_section("Query API", "\n".join(lines))
+    for label, key in (
+        ("EoD point lookup", "seq_eod"),
+        ("delta, 21 sessions", "seq_delta"),
+        (f"movers, all {n:,} tickers", "seq_movers"),
+    ):
+        for engine in ("serving", "duckdb"):
+            x = r[f"{key}_{engine}"]
+            lines.append(f"| {label} | {engine} | {x['p50']:.2f} | {x['p99']:.2f} |")
+    lines.append(
+        f"| one date, all tickers (JSON) | serving | {r['seq_on_date']['p50']:.2f} | "
+        f"{r['seq_on_date']['p99']:.2f} |"
+    )
+    share = cold["rps"] / floor
+    lines += [
+        "",
+        "Targets (issue 12; judged at 20,000 tickers):",
+        f"- cold point lookups >= 70% of the floor: {share:.0%} of {floor:,.0f} req/s "
+        f"{_verdict(share >= 0.7)}; p99 <= 5 ms: {cold['p99']:.2f} ms "
+        f"{_verdict(cold['p99'] <= 5)}.",
+        f"- delta p50 <= 1 ms one at a time: {r['seq_delta_serving']['p50']:.2f} ms "
+        f"{_verdict(r['seq_delta_serving']['p50'] <= 1)}; movers p50 <= 10 ms: "
+        f"{r['seq_movers_serving']['p50']:.2f} ms "
+        f"{_verdict(r['seq_movers_serving']['p50'] <= 10)}; one date (JSON) p50 <= 50 ms: "
+        f"{r['seq_on_date']['p50']:.2f} ms {_verdict(r['seq_on_date']['p50'] <= 50)}.",
+        f"- start to serving <= 5 s: {r['startup_granian_serving']:.1f} s "
+        f"{_verdict(r['startup_granian_serving'] <= 5)}; new version <= 60 s: "
+        f"{r['new_version_s']:.1f} s {_verdict(r['new_version_s'] <= 60)}; build <= 120 s: "
+        f"{r['build_s']:.1f} s {_verdict(r['build_s'] <= 120)}; <= 64 bytes per row: "
+        f"{_verdict(r['bytes_per_row'] <= 64)}.",
+    ]
+    write_section(f"Query API ({n:,} tickers)" if not small else "Query API", "\n".join(lines))
 
 
 if __name__ == "__main__":

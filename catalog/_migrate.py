@@ -11,6 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 import migrations
+from stockdata.errors import ConfigurationError
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -38,3 +39,15 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def check_revision(engine: Engine) -> None:
+    """Refuse a catalog that is not at this code's head revision, saying what to run."""
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    if current is None:
+        raise ConfigurationError("the catalog has no schema: run `stockdata db upgrade`")
+    raise ConfigurationError(
+        f"the catalog is at revision {current}, this code needs {head}: run `stockdata db upgrade`"
+    )

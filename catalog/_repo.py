@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.orm import Session
 
 from catalog._models import (
@@ -306,10 +306,57 @@ def get_job(session: Session, job_id: uuid.UUID | str) -> IngestionJob:
     return job
 
 
-def set_job_payload(session: Session, job_id: uuid.UUID, payload: dict[str, Any]) -> None:
-    session.execute(
-        sa.update(IngestionJob).where(IngestionJob.id == job_id).values(payload=payload)
+def _payload_object() -> sa.ColumnElement[Any]:
+    """The job's payload as a JSON object ('{}' for SQL NULL or a JSON null)."""
+    return sa.case(
+        (sa.func.jsonb_typeof(IngestionJob.payload) == "object", IngestionJob.payload),
+        else_=sa.cast({}, JSONB),
     )
+
+
+def set_job_payload(session: Session, job_id: uuid.UUID, payload: dict[str, Any]) -> None:
+    """Merge `payload` into the job's (keys not in it, like `lake_generation`, are kept)."""
+    merged = _payload_object().op("||")(sa.cast(payload, JSONB))
+    session.execute(sa.update(IngestionJob).where(IngestionJob.id == job_id).values(payload=merged))
+
+
+def job_app_id(session: Session, job_id: uuid.UUID) -> str:
+    """The Delta application id a job writes under: its id, plus `:<n>` once a lake restore
+    removed its rows n times (so loading it again is a new transaction, not a replay)."""
+    payload = session.scalar(sa.select(IngestionJob.payload).where(IngestionJob.id == job_id))
+    generation = int(str(payload.get("lake_generation") or 0)) if isinstance(payload, dict) else 0
+    return str(job_id) if generation == 0 else f"{job_id}:{generation}"
+
+
+def mark_jobs_restored_away(
+    session: Session, job_ids: Sequence[uuid.UUID], *, version: int
+) -> list[uuid.UUID]:
+    """Record a lake restore: the jobs whose rows it removed become `failed` (restored-away)
+    with a new lake generation, so a retry or a re-load writes them again. Returns those
+    found in the catalog."""
+    if not job_ids:
+        return []
+    generation = (
+        sa.cast(sa.func.coalesce(IngestionJob.payload["lake_generation"].astext, "0"), sa.Integer)
+        + 1
+    )
+    rows = session.execute(
+        sa.update(IngestionJob)
+        .where(IngestionJob.id.in_(list(job_ids)))
+        .values(
+            status=JobStatus.FAILED.value,
+            error_code="restored-away",
+            error=f"lake restore to version {version} removed its rows: "
+            "`stockdata ingest retry` (or `ingest load` for a file) loads them again",
+            finished_at=sa.func.now(),
+            updated_at=sa.func.now(),
+            payload=_payload_object().op("||")(
+                sa.func.jsonb_build_object("lake_generation", generation)
+            ),
+        )
+        .returning(IngestionJob.id)
+    ).scalars()
+    return sorted(rows)
 
 
 def mark_job_running(session: Session, job_id: uuid.UUID) -> IngestionJob:
@@ -370,6 +417,92 @@ def mark_job_finished_with_error(
     if status in (JobStatus.FAILED, JobStatus.POISONED):
         values["finished_at"] = sa.func.now()
     session.execute(sa.update(IngestionJob).where(IngestionJob.id == job_id).values(**values))
+
+
+def release_job(session: Session, job_id: uuid.UUID, *, error_code: str, error: str) -> None:
+    """Give a job back untouched by this delivery: queued, its attempt not counted.
+
+    For a process that could not run it (a missing or refused key, no lake access): the job
+    is not at fault, so it keeps no mark of this worker but the reason it gave back."""
+    session.execute(
+        sa.update(IngestionJob)
+        .where(IngestionJob.id == job_id)
+        .values(
+            status=JobStatus.QUEUED.value,
+            attempts=sa.func.greatest(IngestionJob.attempts - 1, 0),
+            error_code=error_code,
+            error=error[:4000],
+            updated_at=sa.func.now(),
+        )
+    )
+
+
+def requeue_job(session: Session, job_id: uuid.UUID) -> bool:
+    """Put a failed or poisoned job back to queued (it keeps its attempts and why it failed,
+    as `requeued: <code>`); False when the job is in any other state."""
+    job = session.scalars(
+        sa.update(IngestionJob)
+        .where(
+            IngestionJob.id == job_id,
+            IngestionJob.status.in_([JobStatus.FAILED.value, JobStatus.POISONED.value]),
+        )
+        .values(
+            status=JobStatus.QUEUED.value,
+            error_code="requeued",
+            error=sa.func.left(
+                "requeued after "
+                + sa.func.coalesce(IngestionJob.error_code, "?")
+                + ": "
+                + sa.func.coalesce(IngestionJob.error, ""),
+                4000,
+            ),
+            finished_at=None,
+            updated_at=sa.func.now(),
+        )
+        .returning(IngestionJob.id)
+    ).first()
+    return job is not None
+
+
+def failed_jobs(
+    session: Session,
+    *,
+    statuses: Sequence[JobStatus] = (JobStatus.FAILED, JobStatus.POISONED),
+    since: dt.datetime | None = None,
+    job_ids: Sequence[uuid.UUID] = (),
+    kinds: Sequence[str] = (),
+    exchange_mic: str | None = None,
+    dates: tuple[dt.date, dt.date] | None = None,
+    limit: int | None = None,
+) -> list[IngestionJob]:
+    """Jobs in `statuses`, newest failure first, optionally only those finished since
+    `since`, with these ids or kinds, of one exchange, or within `dates` (from, to)."""
+    stmt = sa.select(IngestionJob).where(IngestionJob.status.in_([s.value for s in statuses]))
+    if since is not None:
+        stmt = stmt.where(IngestionJob.finished_at >= since)
+    if job_ids:
+        stmt = stmt.where(IngestionJob.id.in_(list(job_ids)))
+    if kinds:
+        stmt = stmt.where(IngestionJob.kind.in_(list(kinds)))
+    if exchange_mic is not None:
+        stmt = stmt.where(IngestionJob.exchange_mic == exchange_mic)
+    if dates is not None:
+        stmt = stmt.where(IngestionJob.date_from >= dates[0], IngestionJob.date_to <= dates[1])
+    stmt = stmt.order_by(IngestionJob.finished_at.desc().nulls_last(), IngestionJob.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def pending_providers(session: Session) -> list[str]:
+    """Providers named by queued or running jobs: what a worker starting now will serve."""
+    return sorted(
+        session.scalars(
+            sa.select(IngestionJob.provider)
+            .where(IngestionJob.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+            .distinct()
+        )
+    )
 
 
 def job_counts(session: Session) -> dict[str, int]:

@@ -3,7 +3,9 @@
 from lake._calendar import all_sessions, exchange_calendar, sessions_through
 from lake._maintenance import (
     OptimizeMetrics,
+    RestoreResult,
     TableInfo,
+    check_access,
     checkpoint,
     optimize,
     partitions_to_optimize,
@@ -32,7 +34,16 @@ from lake._schema import (
     REJECTS_TABLE,
     TABLE_CONFIGURATION,
 )
+from lake._serving import (
+    SERVING_FORMAT,
+    PublishMetrics,
+    publish,
+    published_versions,
+    read_manifest,
+    serving_path,
+)
 from lake._settings import LakeSettings
+from lake._snapshot import Snapshot, local_snapshot, snapshot_views_sql
 from lake._synthetic import synthetic_bars
 from lake._validate import RowCheck, Validated, conform, validate
 from lake._write import (
@@ -54,16 +65,21 @@ __all__ = [
     "FLOAT_BAR_COLUMNS",
     "REJECTS_TABLE",
     "REJECT_SCHEMA",
+    "SERVING_FORMAT",
     "TABLE_CONFIGURATION",
     "LakeReader",
     "LakeSettings",
     "OptimizeMetrics",
+    "PublishMetrics",
+    "RestoreResult",
     "RetryPolicy",
     "RowCheck",
+    "Snapshot",
     "TableInfo",
     "Validated",
     "WriteMetrics",
     "all_sessions",
+    "check_access",
     "checkpoint",
     "conform",
     "connect",
@@ -72,11 +88,17 @@ __all__ = [
     "exchange_calendar",
     "extension_path",
     "init_sql",
+    "local_snapshot",
     "open_table",
     "optimize",
     "partitions_to_optimize",
+    "publish",
+    "published_versions",
+    "read_manifest",
     "restore",
+    "serving_path",
     "sessions_through",
+    "snapshot_views_sql",
     "synthetic_bars",
     "table_info",
     "vacuum",

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from lake._schema import BY_DATE_TABLE, EOD_TABLE
+from lake._schema import BY_DATE_SCHEMA, BY_DATE_TABLE, EOD_TABLE
 from lake._settings import LakeSettings
 from lake._write import (
     PARTITIONS_KEY,
@@ -20,8 +24,8 @@ from lake._write import (
     open_table,
     writer_properties,
 )
-from stockdata.errors import InvalidInputError, NotFoundError, TransientError
-from stockdata.logs import get_logger
+from stockdata.errors import ConfigurationError, InvalidInputError, NotFoundError, TransientError
+from stockdata.logs import get_logger, scrub_text
 
 log = get_logger(__name__)
 
@@ -54,6 +58,28 @@ class OptimizeMetrics:
     files_added: int
     rows: int
     version: int
+
+
+def check_access(settings: LakeSettings) -> None:
+    """Refuse a lake this process cannot use: credentials missing or refused, a root it
+    cannot write. Raises `ConfigurationError` with a one-line reason; writes nothing."""
+    if not settings.is_azure and "://" not in settings.root:
+        root = Path(settings.root)
+        existing = next((p for p in [root, *root.parents] if p.exists()), root)
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigurationError(
+                f"cannot write the lake at {settings.root}: {existing} is not a writable "
+                "folder (check STOCKDATA_LAKE_URI)"
+            )
+    settings.storage_options()  # missing credentials
+    try:
+        open_table(settings, EOD_TABLE)
+    except Exception as exc:  # delta-rs and object_store raise their own types
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ConfigurationError(
+            f"cannot read the lake at {settings.root}: {scrub_text(reason)} "
+            "(check the STOCKDATA_LAKE_ credentials)"
+        ) from None
 
 
 def _require(settings: LakeSettings, name: str = EOD_TABLE) -> DeltaTable:
@@ -205,10 +231,16 @@ def optimize(
 def vacuum(
     settings: LakeSettings,
     *,
+    name: str = EOD_TABLE,
     retention_hours: int | None = None,
     dry_run: bool = False,
 ) -> list[str]:
-    """Delete files no version within the retention needs; refuses a too-short retention."""
+    """Delete a table's files older than the retention that no kept version needs, and the
+    orphans that failed commits left (files no commit names); returns what was really
+    deleted (or would be), as paths relative to the table. Refuses a too-short retention.
+
+    eod_prices must exist; another table that does not is skipped (an empty list). Orphans
+    are found on local disk only: on object storage delta-rs's own vacuum runs alone."""
     hours = settings.lake_vacuum_retention_hours if retention_hours is None else retention_hours
     if hours < settings.lake_min_vacuum_retention_hours:
         raise InvalidInputError(
@@ -217,28 +249,153 @@ def vacuum(
             "HOURS); readers pinned to older versions would lose their files",
             code="vacuum-retention",
         )
-    table = _require(settings)
-    files = table.vacuum(retention_hours=hours, dry_run=dry_run, enforce_retention_duration=False)
-    return sorted(files)
+    table = _require(settings, name) if name == EOD_TABLE else open_table(settings, name)
+    if table is None:
+        return []
+    uri = settings.table_uri(name)
+    root = None if settings.is_azure or "://" in uri else Path(uri)
+    tombstoned = table.vacuum(retention_hours=hours, dry_run=True, enforce_retention_duration=False)
+    if root is not None:  # delta-rs lists tombstones whose files are already gone
+        tombstoned = [p for p in tombstoned if (root / p).exists()]
+    orphans = _orphans(table, root, hours) if root is not None else []
+    if dry_run:
+        return sorted({*tombstoned, *orphans})
+    if tombstoned:
+        table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False)
+    deleted = [p for p in tombstoned if root is None or not (root / p).exists()]
+    for path in orphans:
+        (root / path).unlink(missing_ok=True)  # type: ignore[operator]
+        deleted.append(path)
+    if deleted:
+        log.info("vacuumed", table=name, files=len(deleted), orphans=len(orphans))
+    return sorted(set(deleted))
 
 
-def restore(settings: LakeSettings, *, version: int | dt.datetime) -> dict[str, object]:
-    """Roll eod_prices back to an earlier version (a new commit; history is kept)."""
+def _orphans(table: DeltaTable, root: Path, hours: int) -> list[str]:
+    """Data files under `root` that no commit in the log names (written by a commit that
+    failed, a lost conflict say), not live, and older than the retention."""
+    adds = pa.table(table.get_add_actions(flatten=True))
+    named = {unquote(str(p)) for p in adds.column("path").to_pylist()} if adds.num_rows else set()
+    for commit in (root / "_delta_log").glob("*.json"):
+        for line in commit.read_text().splitlines():
+            if not line.strip():
+                continue
+            action = json.loads(line)
+            for kind in ("add", "remove"):
+                if kind in action:
+                    named.add(unquote(action[kind]["path"]))
+    cutoff = time.time() - hours * 3600
+    out = []
+    for path in root.rglob("*.parquet"):
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith(("_delta_log/", ".", "_")):
+            continue
+        if relative not in named and path.stat().st_mtime < cutoff:
+            out.append(relative)
+    return sorted(out)
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreResult:
+    """What `restore` did: eod_prices' versions, the rows and the jobs whose data it removed."""
+
+    restored_to: int
+    version: int
+    by_date_version: int | None
+    rows_before: int
+    rows_after: int
+    #: Lineage ids (the `job_id` column) with rows before the restore and none after.
+    removed_jobs: tuple[str, ...]
+
+
+def _job_ids(table: DeltaTable) -> set[str]:
+    ids = table.to_pyarrow_table(columns=["job_id"]).column("job_id")
+    return {str(v) for v in pc.unique(ids).to_pylist() if v is not None}
+
+
+def restore(settings: LakeSettings, *, version: int) -> RestoreResult:
+    """Roll eod_prices back to `version` (a new commit; history is kept) and make eod_by_date
+    hold the same rows again, partition by partition; says which jobs' rows it removed.
+
+    Run it again if it was interrupted: restoring to the same version and rebuilding the
+    date-ordered copy are both repeatable."""
     table = _require(settings)
     current = int(table.version())
-    if isinstance(version, int) and not 0 <= version < current:
+    if not 0 <= version < current:
         raise InvalidInputError(
             f"cannot restore to version {version}: choose one from 0 to {current - 1}",
             code="restore-version",
         )
+    rows_before = int(table.count())
+    jobs_before = _job_ids(table)
     try:
-        result = table.restore(version)
+        table.restore(version)
     except Exception as exc:  # delta-rs raises its own error types for a missing version
         raise InvalidInputError(
             f"cannot restore to {version}: {exc}", code="restore-version"
         ) from exc
     table.update_incremental()
-    return {**dict(result), "version": int(table.version()), "restored_to": version}
+    removed = sorted(jobs_before - _job_ids(table))
+    by_date = open_table(settings, BY_DATE_TABLE)
+    if by_date is not None:
+        _rebuild_by_date(settings, table, by_date)
+        by_date.update_incremental()
+    log.info("lake_restored", restored_to=version, version=table.version(), jobs=len(removed))
+    return RestoreResult(
+        restored_to=version,
+        version=int(table.version()),
+        by_date_version=int(by_date.version()) if by_date is not None else None,
+        rows_before=rows_before,
+        rows_after=int(table.count()),
+        removed_jobs=tuple(removed),
+    )
+
+
+def _rebuild_by_date(settings: LakeSettings, eod: DeltaTable, by_date: DeltaTable) -> None:
+    """eod_by_date's partitions rewritten from eod_prices (those whose rows differ only)."""
+    props = writer_properties(settings)
+
+    def periods(t: DeltaTable) -> dict[str, int]:
+        adds = pa.table(t.get_add_actions(flatten=True))
+        if adds.num_rows == 0:
+            return {}
+        grouped = adds.group_by("partition.period").aggregate([("num_records", "sum")])
+        return dict(
+            zip(
+                grouped.column("partition.period").to_pylist(),
+                grouped.column("num_records_sum").to_pylist(),
+                strict=True,
+            )
+        )
+
+    source, target = periods(eod), periods(by_date)
+    for part in sorted(source.keys() | target.keys()):
+        if part not in source:
+            by_date.delete(f"period = '{part}'")
+            continue
+        order = SORT_ORDER[BY_DATE_TABLE]
+        data = (
+            eod.to_pyarrow_table(partitions=[("period", "=", part)])
+            .select(BY_DATE_SCHEMA.names)
+            .cast(BY_DATE_SCHEMA)
+            .sort_by(order)
+        )
+        now = by_date.to_pyarrow_table(partitions=[("period", "=", part)])
+        if now.num_rows == data.num_rows and (
+            now.select(BY_DATE_SCHEMA.names).cast(BY_DATE_SCHEMA).sort_by(order).equals(data)
+        ):
+            continue
+        write_deltalake(
+            by_date,
+            data,
+            mode="overwrite",
+            predicate=f"period = '{part}'",
+            writer_properties=props,
+            target_file_size=settings.lake_target_file_bytes,
+            commit_properties=CommitProperties(
+                custom_metadata={OPTIMIZE_KEY: "restore", OPTIMIZE_PARTITION_KEY: part}
+            ),
+        )
 
 
 def version_as_of(settings: LakeSettings, as_of: str) -> int:

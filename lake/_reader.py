@@ -1,4 +1,4 @@
-"""DuckDB over the lake: extensions from pip by path, pinned snapshots, the `eod` views."""
+"""DuckDB over the lake: extensions from pip by path (portable scripts load them by name), pinned snapshots, the `eod` views."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import duckdb
@@ -101,14 +102,26 @@ def cross_section_sql(
     )
 
 
-def views_sql(settings: LakeSettings, *, pin: bool = True, version: int | None = None) -> list[str]:
-    """SQL that attaches the lake's tables and defines `eod`, `eod_deltas`, `eod_rejects`."""
+def views_sql(
+    settings: LakeSettings,
+    *,
+    pin: bool = True,
+    version: int | None = None,
+    tables: Collection[str] | None = None,
+) -> list[str]:
+    """SQL that attaches the lake's tables and defines `eod`, `eod_deltas`, `eod_rejects`.
+
+    `tables` limits it to those tables (and their views); None means all three.
+    """
     stmts = []
-    for alias, name in (
-        ("lake_eod", EOD_TABLE),
-        ("lake_by_date", BY_DATE_TABLE),
-        ("lake_rejects", REJECTS_TABLE),
+    views = []
+    for alias, name, view in (
+        ("lake_eod", EOD_TABLE, "eod"),
+        ("lake_by_date", BY_DATE_TABLE, "eod_by_date"),
+        ("lake_rejects", REJECTS_TABLE, "eod_rejects"),
     ):
+        if tables is not None and name not in tables:
+            continue
         options = ["TYPE delta"]
         if pin:
             options.append("PIN_SNAPSHOT")
@@ -118,26 +131,53 @@ def views_sql(settings: LakeSettings, *, pin: bool = True, version: int | None =
             f"ATTACH IF NOT EXISTS {_sql_literal(settings.table_uri(name))} AS {alias} "
             f"({', '.join(options)})"
         )
-    stmts.append("CREATE OR REPLACE VIEW eod AS SELECT * FROM lake_eod")
-    stmts.append("CREATE OR REPLACE VIEW eod_rejects AS SELECT * FROM lake_rejects")
-    stmts.append("CREATE OR REPLACE VIEW eod_by_date AS SELECT * FROM lake_by_date")
-    stmts.append(f"CREATE OR REPLACE VIEW eod_deltas AS {_deltas_sql()}")
+        views.append(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {alias}")
+    stmts.extend(views)
+    if tables is None or EOD_TABLE in tables:
+        stmts.append(f"CREATE OR REPLACE VIEW eod_deltas AS {_deltas_sql()}")
     return stmts
 
 
-def init_sql(settings: LakeSettings) -> str:
-    """A script for a plain `duckdb` shell that sets up the same views (`lake duckdb-init`).
+#: The DuckDB release line the lake's reader and `duckdb-init` scripts are made for.
+DUCKDB_SERIES = "1.5"
 
-    Never contains a secret: a connection-string credential is printed as a placeholder.
+
+def init_sql(settings: LakeSettings, *, tables: Collection[str] | None = None) -> str:
+    """A script for any DuckDB 1.5.x that sets up the same views (`lake duckdb-init`).
+
+    Portable: extensions are loaded by name (the script says how to get them, from DuckDB's
+    core repository or offline from PyPI), so it holds no path of this machine. `tables`
+    names the tables that exist (None: all three); a missing one is left out with a comment,
+    since printing must create nothing. Never contains a secret: a connection-string
+    credential is printed as a placeholder.
     """
+    release = duckdb.__version__
+    extensions = ["delta", "azure"] if settings.is_azure else ["delta"]
     lines = [
-        "-- stockdata lake views; run with: duckdb -init <this file>",
+        "-- stockdata lake views. Run with: duckdb -init lake.sql",
+        f"-- Needs DuckDB {DUCKDB_SERIES}.x (this project runs {release}) and its "
+        + " and ".join(extensions)
+        + " extension"
+        + ("s" if len(extensions) > 1 else "")
+        + ". Install them once, either",
+        "--   from DuckDB's core repository (network): "
+        + " ".join(f"INSTALL {e} FROM core;" for e in extensions),
+        "--   or offline from PyPI: pip install "
+        + " ".join(f"duckdb-extension-{e}=={release}" for e in extensions)
+        + ", then",
+        *(
+            f"--   INSTALL '<site-packages>/duckdb_extension_{e}/extensions/v{release}/"
+            f"{e}.duckdb_extension';"
+            for e in extensions
+        ),
+        "SELECT CASE WHEN NOT starts_with(version(), 'v" + DUCKDB_SERIES + ".') THEN "
+        "error('this script needs DuckDB " + DUCKDB_SERIES + ".x, not ' || version()) "
+        "END AS duckdb_version_check;",
         "SET autoinstall_known_extensions = false;",
         "SET autoload_known_extensions = false;",
-        f"LOAD {_sql_literal(str(extension_path('delta')))};",
+        *(f"LOAD {e};" for e in extensions),
     ]
     if settings.is_azure:
-        lines.append(f"LOAD {_sql_literal(str(extension_path('azure')))};")
         secret = settings.duckdb_secret_sql() or ""
         if "CONNECTION_STRING" in secret:
             # Never print the key: the user pastes their own connection string here.
@@ -150,8 +190,14 @@ def init_sql(settings: LakeSettings) -> str:
         emulator = settings.emulator_blob_url()
         if emulator:
             lines.insert(0, f"-- Azurite: export AZURITE_BLOB_STORAGE_URL={emulator} first")
+    for name in (EOD_TABLE, BY_DATE_TABLE, REJECTS_TABLE):
+        if tables is not None and name not in tables:
+            lines.append(
+                f"-- {name}: no table yet at {settings.table_uri(name)}; its view is left out "
+                "(run duckdb-init again once it exists)"
+            )
     lines.append("SET parquet_metadata_cache = true;")
-    lines.extend(s + ";" for s in views_sql(settings))
+    lines.extend(s + ";" for s in views_sql(settings, tables=tables))
     return "\n".join(lines) + "\n"
 
 

@@ -66,6 +66,14 @@ class LakeSettings(StockdataSettings):
     lake_min_vacuum_retention_hours: int = Field(
         default=24, ge=0, description="`lake vacuum` refuses a retention shorter than this."
     )
+    lake_serving_dir: str | None = Field(
+        default=None,
+        description="Local directory of the serving form (`lake publish`; the API maps it). "
+        "Unset: <lake>/serving for a local lake, STOCKDATA_HOME/serving for ADLS.",
+    )
+    lake_serving_keep: int = Field(
+        default=2, ge=1, le=100, description="Serving-form versions kept on disk by a publish."
+    )
 
     # -- where --------------------------------------------------------------------------
 
@@ -84,6 +92,15 @@ class LakeSettings(StockdataSettings):
 
     def table_uri(self, name: str) -> str:
         return f"{self.root}/{name}"
+
+    @property
+    def serving_root(self) -> Path:
+        """Where serving forms live: always local disk (the API memory-maps them)."""
+        if self.lake_serving_dir is not None:
+            return Path(self.lake_serving_dir).resolve()
+        if self.is_azure or "://" in self.root:
+            return (self.home / "serving").resolve()
+        return Path(self.root) / "serving"
 
     # -- how ----------------------------------------------------------------------------
 

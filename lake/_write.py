@@ -306,19 +306,38 @@ def _commit_with_retry(
 def write_rejects(
     settings: LakeSettings, rejects: pa.Table, *, job_id: str, retry: RetryPolicy | None = None
 ) -> int:
-    """Append rejected rows for a job once (replays commit nothing). Returns rows appended."""
+    """Record rejected rows once per row (replays commit nothing, and a row rejected again
+    by a later job, a re-load with one more row say, is not added twice). Returns the rows
+    added."""
     if rejects.num_rows == 0:
         return 0
     stamped = rejects.set_column(0, "job_id", pa.array([job_id] * rejects.num_rows, pa.string()))
-
-    def append(table: DeltaTable, props: CommitProperties) -> dict[str, int]:
-        write_deltalake(table, stamped, mode="append", commit_properties=props)
-        return {}
-
-    _, _, committed, _ = _commit_with_retry(
-        settings, REJECTS_TABLE, f"{job_id}:rejects", append, retry or RetryPolicy()
+    first = pc.equal(  # one row per (raw, reason) within the batch
+        pa.array(range(stamped.num_rows)),
+        pc.index_in(
+            pc.binary_join_element_wise(stamped["raw"], stamped["reason"], "\x1f"),
+            pc.binary_join_element_wise(stamped["raw"], stamped["reason"], "\x1f"),
+        ),
     )
-    return stamped.num_rows if committed else 0
+    stamped = stamped.filter(first)
+
+    def insert_new(table: DeltaTable, props: CommitProperties) -> dict[str, int]:
+        return dict(
+            table.merge(
+                stamped,
+                predicate="t.raw = s.raw AND t.reason = s.reason",
+                source_alias="s",
+                target_alias="t",
+                commit_properties=props,
+            )
+            .when_not_matched_insert_all()
+            .execute()
+        )
+
+    metrics, _, committed, _ = _commit_with_retry(
+        settings, REJECTS_TABLE, f"{job_id}:rejects", insert_new, retry or RetryPolicy()
+    )
+    return int(metrics.get("num_target_rows_inserted", 0)) if committed else 0
 
 
 def by_date_rows(batch: pa.Table) -> pa.Table:

@@ -9,9 +9,23 @@ from loaders._calendar import (
     session_checks,
     sessions_between,
 )
-from loaders._controller import MAX_BATCH, EnqueuedJob, batches, enqueue_daily, enqueue_job
+from loaders._controller import (
+    MAX_BATCH,
+    EnqueuedJob,
+    batches,
+    enqueue_daily,
+    enqueue_job,
+    retry_jobs,
+    send_job,
+)
 from loaders._load import LoadResult, load_file
 from loaders._messages import MESSAGE_VERSION, JobMessage
+from loaders._preflight import (
+    check_controller_ready,
+    check_providers,
+    check_worker_ready,
+    served_providers,
+)
 from loaders._queue import (
     MAX_MESSAGE_BYTES,
     Message,
@@ -57,6 +71,9 @@ __all__ = [
     "WorkerStats",
     "batches",
     "check_batch_size",
+    "check_controller_ready",
+    "check_providers",
+    "check_worker_ready",
     "enqueue_backfill",
     "enqueue_daily",
     "enqueue_job",
@@ -73,7 +90,10 @@ __all__ = [
     "provider_names",
     "register",
     "replay_poisoned",
+    "retry_jobs",
     "run_workers",
+    "send_job",
+    "served_providers",
     "session_checks",
     "sessions_between",
     "year_ranges",

@@ -12,6 +12,7 @@ from loaders._controller import MAX_BATCH, EnqueuedJob, batches, enqueue_job
 from loaders._queue import Queue
 from loaders.providers._base import max_symbols_per_job
 from stockdata.errors import InvalidInputError
+from stockdata.symbols import check_symbol
 
 
 def year_ranges(date_from: dt.date, date_to: dt.date) -> list[tuple[dt.date, dt.date]]:
@@ -84,6 +85,8 @@ def enqueue_backfill(
         name = exchange.acronym or exchange.name
         if tickers is None:
             tickers = catalog.tickers_for_exchange(session, exchange_mic, active_only=True)
+        else:
+            tickers = [check_symbol(t) for t in tickers]
     return [
         enqueue_job(
             engine,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,8 @@ TICKER_BYTES_PER_MESSAGE = 44 * 1024
 
 @dataclass(frozen=True, slots=True)
 class EnqueuedJob:
-    """One job the controller asked for: `created` = new catalog row, `sent` = message sent now."""
+    """One job the controller asked for: `created` = new catalog row, `sent` = message sent now,
+    `requeued` = the job had failed (or been poisoned) and was sent again."""
 
     job_id: str
     kind: str
@@ -37,6 +39,7 @@ class EnqueuedJob:
     tickers: int
     created: bool
     sent: bool
+    requeued: bool = False
 
 
 def batches(
@@ -86,7 +89,8 @@ def enqueue_job(
 
     The row is committed before the message is sent, and the message id is recorded after:
     a controller that dies in between leaves a queued row without `message_id`, which the
-    next run sends. Asking for the same job again sends nothing.
+    next run sends. Asking for the same job again sends nothing, unless it failed or was
+    poisoned: then it is queued and sent again (a succeeded job stays done).
     """
     with catalog.session_scope(engine) as session:
         job, created = catalog.create_job(
@@ -99,8 +103,9 @@ def enqueue_job(
             tickers=tickers,
         )
         job_id = job.id
-        already_sent = bool((job.payload or {}).get("message_id"))
-        finished = job.status != catalog.JobStatus.QUEUED
+        requeued = not created and catalog.requeue_job(session, job_id)
+        already_sent = bool((job.payload or {}).get("message_id")) and not requeued
+        finished = job.status != catalog.JobStatus.QUEUED and not requeued
     if already_sent or (finished and not created):
         return EnqueuedJob(
             str(job_id), kind, exchange_mic, date_from, date_to, len(tickers), created, False
@@ -116,21 +121,93 @@ def enqueue_job(
         exchange=exchange,
         provider_options=provider_options or {},
     )
+    send_job(engine, queue, message, requeued=requeued)
+    return EnqueuedJob(
+        str(job_id), kind, exchange_mic, date_from, date_to, len(tickers), created, True, requeued
+    )
+
+
+def send_job(engine: Engine, queue: Queue, message: JobMessage, *, requeued: bool = False) -> str:
+    """Send a job's message and record its id on the job row; returns the message id."""
     message_id = queue.send(message.to_json())
     with catalog.session_scope(engine) as session:
-        catalog.set_job_payload(session, job_id, {**message.to_dict(), "message_id": message_id})
+        catalog.set_job_payload(
+            session, uuid.UUID(message.job_id), {**message.to_dict(), "message_id": message_id}
+        )
     log.info(
-        "job_enqueued",
-        job_id=str(job_id),
-        kind=kind,
-        exchange_mic=exchange_mic,
-        date_from=str(date_from),
-        date_to=str(date_to),
-        tickers=len(tickers),
+        "job_requeued" if requeued else "job_enqueued",
+        job_id=message.job_id,
+        kind=message.kind,
+        exchange_mic=message.exchange_mic,
+        date_from=str(message.date_from),
+        date_to=str(message.date_to),
+        tickers=len(message.tickers),
         queue=queue.name,
     )
-    return EnqueuedJob(
-        str(job_id), kind, exchange_mic, date_from, date_to, len(tickers), created, True
+    return message_id
+
+
+def retry_jobs(
+    engine: Engine,
+    queue: Queue,
+    *,
+    statuses: Sequence[catalog.JobStatus] = (catalog.JobStatus.FAILED, catalog.JobStatus.POISONED),
+    since: dt.datetime | None = None,
+    job_ids: Sequence[uuid.UUID] = (),
+) -> list[EnqueuedJob]:
+    """Queue failed (and poisoned) jobs again with a new message each; returns those sent.
+
+    File loads (`kind = load`) are not retried here: run `ingest load` with the file again."""
+    with catalog.session_scope(engine) as session:
+        if job_ids:
+            for job_id in job_ids:
+                job = catalog.get_job(session, job_id)
+                if job.status not in statuses:
+                    raise InvalidInputError(
+                        f"job {job_id} is {job.status}: only failed or poisoned jobs are retried"
+                    )
+        jobs = catalog.failed_jobs(session, statuses=statuses, since=since, job_ids=job_ids)
+        todo = [(j.id, _message_of(j)) for j in jobs if j.kind != "load"]
+        skipped = [str(j.id) for j in jobs if j.kind == "load"]
+    if skipped and job_ids:
+        raise InvalidInputError(
+            f"job {skipped[0]} is a file load: run `stockdata ingest load` with the file again"
+        )
+    out: list[EnqueuedJob] = []
+    for job_id, message in todo:
+        with catalog.session_scope(engine) as session:
+            if not catalog.requeue_job(session, job_id):
+                continue  # someone else re-queued it meanwhile
+        send_job(engine, queue, message, requeued=True)
+        out.append(
+            EnqueuedJob(
+                str(job_id),
+                message.kind,
+                message.exchange_mic,
+                message.date_from,
+                message.date_to,
+                len(message.tickers),
+                False,
+                True,
+                True,
+            )
+        )
+    return out
+
+
+def _message_of(job: catalog.IngestionJob) -> JobMessage:
+    """The message that runs `job`, from its catalog row (the truth) and its payload."""
+    payload = job.payload or {}
+    return JobMessage(
+        job_id=str(job.id),
+        kind=job.kind,  # type: ignore[arg-type]
+        provider=job.provider,
+        exchange_mic=job.exchange_mic or "",
+        date_from=job.date_from,
+        date_to=job.date_to,
+        tickers=tuple(job.tickers),
+        exchange=payload.get("exchange"),  # type: ignore[arg-type]
+        provider_options=dict(payload.get("provider_options") or {}),  # type: ignore[call-overload]
     )
 
 

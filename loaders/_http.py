@@ -47,7 +47,10 @@ ErrorCheck = Callable[[Reply], None]
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How long one request may take and how often it is retried."""
+    """How long one request may take and how often it is retried.
+
+    `timeout_seconds` bounds connecting, each read, and the whole answer: a body trickled in
+    pieces is abandoned once the deadline passes (at most one read's wait later)."""
 
     timeout_seconds: float = 30.0
     max_retries: int = 5
@@ -187,10 +190,28 @@ class HttpClient:
         self.attempts += 1
         log.debug("provider_request", provider=self.provider, url=shown)
         timeout = self.policy.timeout_seconds
+        deadline = time.monotonic() + timeout
         try:
             response = self._session.get(
-                url, params=dict(params or {}), headers=dict(headers or {}), timeout=timeout
+                url,
+                params=dict(params or {}),
+                headers=dict(headers or {}),
+                timeout=timeout,
+                stream=True,
             )
+            try:
+                chunks = []
+                for chunk in response.iter_content(chunk_size=64 * 1024):
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise TransientError(
+                            f"{self.provider}: answer from {shown} not complete within "
+                            f"{timeout:g}s (STOCKDATA_PROVIDER_TIMEOUT_SECONDS)",
+                            code="timeout",
+                        )
+                response._content = b"".join(chunks)  # what `.text` decodes
+            finally:
+                response.close()
             text = response.text
         except requests.Timeout:
             raise TransientError(

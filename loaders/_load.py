@@ -16,6 +16,7 @@ from loaders._queue import open_queue
 from loaders._queue_settings import QueueSettings
 from loaders._worker import JobResult, Worker
 from stockdata.errors import PermanentError
+from stockdata.symbols import check_symbol
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +40,12 @@ def load_file(
 
     The job's identity is (file provider, ticker, exchange, the file's date range), so loading
     the same file again finds the same job and its Delta application transaction: nothing is
-    written twice. A permanent failure marks the job failed before it is raised.
+    written twice. A permanent failure marks the job failed before it is raised; the ticker
+    enters the catalog only once its bars are in the lake.
     """
-    ticker, mic = ticker.upper(), exchange_mic.upper()
+    ticker, mic = check_symbol(ticker), exchange_mic.upper()
     with catalog.session_scope(engine) as session:
         exchange = catalog.get_exchange(session, mic)
-        catalog.upsert_tickers(session, [{"exchange_mic": mic, "symbol": ticker}])
         exchange_name = exchange.acronym or exchange.name
     options = {"path": str(path.resolve()), "ticker": ticker, "exchange_mic": mic}
     worker = Worker(
@@ -90,4 +91,7 @@ def load_file(
                 error=exc.message,
             )
         raise
+    with catalog.session_scope(engine) as session:
+        catalog.upsert_tickers(session, [{"exchange_mic": mic, "symbol": ticker}])
+        catalog.record_ingested_ranges(session, mic, result.ticker_ranges)
     return LoadResult(job_id=job_id, result=result)

@@ -38,7 +38,10 @@ class ProviderSettings(StockdataSettings):
         default=None, description="EODHD API token (sent as the api_token parameter)."
     )
     provider_timeout_seconds: float = Field(
-        default=30.0, gt=0, description="Connect and read timeout of one HTTP request."
+        default=30.0,
+        gt=0,
+        description="Timeout of one HTTP request: connecting, each read, and the whole answer "
+        "(a trickled body is abandoned once it passes).",
     )
     provider_max_retries: int = Field(
         default=5, ge=0, description="Retries of one request after a transient failure."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -20,7 +21,7 @@ from loaders._calendar import session_checks
 from loaders._messages import JobMessage
 from loaders._queue import Message, Queue, StaleMessageError
 from loaders.providers._base import Provider, get_provider
-from stockdata.errors import PermanentError, StockDataError, TransientError
+from stockdata.errors import ConfigurationError, PermanentError, StockDataError, TransientError
 from stockdata.logs import get_logger, scrub_text
 
 log = get_logger(__name__)
@@ -74,6 +75,8 @@ class JobResult:
     rows_rejected: int
     lake_version: int | None
     committed: bool
+    #: ticker -> (first, last) trade date written (or already there, on a replay).
+    ticker_ranges: dict[str, tuple[dt.date, dt.date]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -82,10 +85,26 @@ class WorkerStats:
 
     outcomes: dict[str, int] = field(default_factory=dict)
     rows_written: int = 0
+    #: Why the worker stopped itself: a configuration or credential error met on a job
+    #: (the job was released for another worker). None when it stopped as asked.
+    fatal: str | None = None
+    #: Jobs failed or poisoned by this worker, by error code.
+    failures: dict[str, int] = field(default_factory=dict)
 
     def add(self, outcome: Outcome, rows: int = 0) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         self.rows_written += rows
+
+    def failed(self, code: str) -> None:
+        self.failures[code] = self.failures.get(code, 0) + 1
+
+    def merge(self, other: WorkerStats) -> None:
+        for k, v in other.outcomes.items():
+            self.outcomes[k] = self.outcomes.get(k, 0) + v
+        for k, v in other.failures.items():
+            self.failures[k] = self.failures.get(k, 0) + v
+        self.rows_written += other.rows_written
+        self.fatal = self.fatal or other.fatal
 
     @property
     def jobs(self) -> int:
@@ -163,7 +182,7 @@ class Worker:
         self._providers: dict[str, Provider] = {}
         self._exchanges: dict[str, tuple[str, str]] = {}
         self._data_store_id: int | None = None
-        self._on_job = on_job
+        self.on_job = on_job
         self.stats = WorkerStats()
 
     # -- the loop -------------------------------------------------------------------------
@@ -184,8 +203,8 @@ class Worker:
                 continue
             outcome, rows = self.handle(got[0])
             self.stats.add(outcome, rows)
-            if self._on_job is not None:
-                self._on_job(outcome, rows)
+            if self.on_job is not None:
+                self.on_job(outcome, rows)
         return self.stats
 
     def handle(self, message: Message) -> tuple[Outcome, int]:
@@ -228,9 +247,22 @@ class Worker:
             self._settle(held, lambda m: self.queue.release(m, delay=0))
             bound.info("job_released")
             return "released", 0
+        except ConfigurationError as exc:  # this process is broken, not the job: give it back
+            held = renewer.stop()
+            delay = self.options.backoff(message.dequeue_count)
+            with catalog.session_scope(self.engine) as session:
+                catalog.release_job(
+                    session, job_id, error_code=exc.code[:64], error=scrub_text(exc.message)
+                )
+            self._settle(held, lambda m: self.queue.release(m, delay=delay))
+            self.stats.fatal = scrub_text(exc.message)
+            self.stop.set()
+            bound.error("worker_misconfigured", code=exc.code, error=exc.message, retry_in=delay)
+            return "released", 0
         except PermanentError as exc:
             held = renewer.stop()
             self._set_status(job_id, catalog.JobStatus.FAILED, exc.code, exc.message)
+            self.stats.failed(exc.code)
             self._settle(held, self.queue.delete)
             bound.error("job_failed", code=exc.code, error=exc.message)
             return "failed", 0
@@ -276,6 +308,7 @@ class Worker:
         self, job_id: uuid.UUID, message: Message, code: str, error: str
     ) -> tuple[Outcome, int]:
         self._set_status(job_id, catalog.JobStatus.POISONED, code, error)
+        self.stats.failed(code)
         self._settle(message, self.queue.dead_letter)
         log.error("job_poisoned", job_id=str(job_id), code=code, error=error)
         return "poisoned", 0
@@ -312,8 +345,9 @@ class Worker:
     def run_job(self, job: JobMessage, *, stop: threading.Event | None = None) -> JobResult:
         """Fetch, validate and write one job, then record it as succeeded in the catalog.
 
-        The job id is the Delta application id, so a replay after a crash writes nothing
-        new; the catalog update after it is idempotent too."""
+        The job id is the Delta application id (with the job's lake generation once a
+        restore removed its rows), so a replay after a crash writes nothing new; the catalog
+        update after it is idempotent too."""
         calendar_code, timezone = self._exchange(job.exchange_mic)
         bars = self.provider(job.provider, job.provider_options).fetch_bars(
             list(job.tickers),
@@ -324,7 +358,9 @@ class Worker:
         if stop is not None and stop.is_set():
             raise _ReleasedError
         checks = session_checks(calendar_code, timezone=timezone)
-        metrics = lake.write_bars(self.lake_settings, bars, job_id=job.job_id, extra_checks=checks)
+        with catalog.session_scope(self.engine) as session:
+            app_id = catalog.job_app_id(session, uuid.UUID(job.job_id))
+        metrics = lake.write_bars(self.lake_settings, bars, job_id=app_id, extra_checks=checks)
         if self.options.crash_after_commit:
             log.warning("crash_after_commit", job_id=job.job_id)
             os._exit(CRASH_EXIT_CODE)
@@ -353,6 +389,7 @@ class Worker:
             metrics.rows_rejected,
             metrics.version,
             metrics.committed,
+            dict(metrics.ticker_ranges),
         )
 
 
@@ -397,9 +434,7 @@ def run_workers(
         raise errors[0]
     total = WorkerStats()
     for w in workers:
-        for k, v in w.stats.outcomes.items():
-            total.outcomes[k] = total.outcomes.get(k, 0) + v
-        total.rows_written += w.stats.rows_written
+        total.merge(w.stats)
     return total
 
 

@@ -5,18 +5,28 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 from litestar import Litestar
+from litestar.middleware import ASGIMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Server
 from sqlalchemy.engine import Engine
 
 from catalog import DatabaseSettings
 from lake import LakeSettings
-from query_api._auth import Authenticator, AuthSettings, build_authenticator
+from query_api import _models as m
+from query_api._auth import (
+    AnonymousAuthenticator,
+    Authenticator,
+    AuthMiddleware,
+    AuthSettings,
+    build_authenticator,
+)
 from query_api._data import EodStore
+from query_api._explorer import LocalSwaggerUI, explorer_routes
 from query_api._flags import FeatureFlags, FlagSettings, build_flags
 from query_api._hardening import (
     AllowedHostsMiddleware,
@@ -24,12 +34,14 @@ from query_api._hardening import (
     RateLimitMiddleware,
     SecurityHeadersMiddleware,
     SecuritySettings,
+    SqlGate,
     cors_config,
 )
 from query_api._metrics import ApiMetrics
+from query_api._openapi import finish_openapi
 from query_api._ops import RequestContextMiddleware, live, metrics, ready
 from query_api._problems import handle_exception
-from query_api._respond import Responder, ResponseCache
+from query_api._respond import HeadMiddleware, Responder, ResponseCache, allow_head
 from query_api._routes import build_routes
 from query_api._sandbox import SqlSandbox, SqlSettings
 from query_api._settings import ApiSettings
@@ -39,6 +51,9 @@ from stockdata.logs import get_logger
 
 log = get_logger(__name__)
 
+#: SQL queries that may wait (on the event loop, holding no thread) per sandbox worker.
+SQL_QUEUE_PER_WORKER = 4
+
 DESCRIPTION = """End-of-day stock prices from the stockdata lake (Delta tables read by DuckDB).
 
 Errors are RFC 9457 `application/problem+json` documents whose `type` is
@@ -46,6 +61,19 @@ Errors are RFC 9457 `application/problem+json` documents whose `type` is
 request) and answer `304` to a matching `If-None-Match`. Authentication (when enabled):
 `X-API-Key: sd_...` or `Authorization: Bearer <JWT>`.
 """
+
+
+def _forbid_unknown_fields(app: Litestar) -> None:
+    """Say in the OpenAPI document what msgspec enforces: request bodies take no other field.
+
+    Litestar's schema for a Struct leaves `additionalProperties` open even when the Struct
+    has `forbid_unknown_fields=True`, so clients (and schemathesis) would read an unknown
+    field as allowed and then get a 400.
+    """
+    schemas = app.openapi_schema.components.schemas or {}
+    for struct in (m.SqlRequest,):
+        if struct.__struct_config__.forbid_unknown_fields and struct.__name__ in schemas:
+            schemas[struct.__name__].additional_properties = False
 
 
 def create_app(
@@ -76,10 +104,14 @@ def create_app(
     security = security_settings or SecuritySettings()
     if engine is None and database_settings is None:
         database_settings = DatabaseSettings()
-    metrics_ = ApiMetrics()
+    metrics_ = ApiMetrics(
+        shared_dir=Path(settings.api_metrics_dir) if settings.api_metrics_dir else None
+    )
     store = EodStore(lake_settings, settings, metrics=metrics_)
+    metrics_.engine_fn = store.engine
     catalog_access = CatalogAccess(database_settings, engine=engine)
     auth = auth_settings or AuthSettings()
+    sql_limits = sql_settings or SqlSettings()
     if authenticator is None:
         needs_engine = auth.auth_mode == "api-key"
         authenticator = build_authenticator(
@@ -99,16 +131,22 @@ def create_app(
         ),
         flags=flags or build_flags(flag_settings or FlagSettings()),
         authenticator=authenticator,
-        sandbox=SqlSandbox(lake_settings, sql_settings or SqlSettings()) if sql else None,
+        sandbox=SqlSandbox(lake_settings, sql_limits) if sql else None,
+        sql_gate=SqlGate(
+            workers=sql_limits.sql_workers,
+            queue=SQL_QUEUE_PER_WORKER * sql_limits.sql_workers,
+            wait_seconds=sql_limits.sql_timeout_seconds,
+        ),
     )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(store.start)
+        metrics_.start_sharing()
         if services.sandbox is not None:
             await anyio.to_thread.run_sync(services.sandbox.start)
         if freeze_gc:
-            # What start-up built (the app, the index's Python objects, imported modules)
+            # What start-up built (the app, the serving form's Python objects, imported modules)
             # lives as long as the process: out of the collector's reach, a full collection
             # no longer walks it in the middle of a request.
             gc.collect()
@@ -119,6 +157,7 @@ def create_app(
             if services.sandbox is not None:
                 await anyio.to_thread.run_sync(services.sandbox.close)
             services.flags.close()
+            metrics_.stop_sharing()
             store.close()
             services.catalog.close()
 
@@ -128,24 +167,41 @@ def create_app(
         description=DESCRIPTION,
         path="/docs",
         servers=[Server(url="/")],
-        render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin()],
+        render_plugins=[LocalSwaggerUI(path="/"), JsonRenderPlugin()],
     )
+    allow_head([live, ready, metrics])
     app = Litestar(
-        route_handlers=[*build_routes(settings), live, ready, metrics],
+        route_handlers=[*build_routes(settings), *explorer_routes(settings), live, ready, metrics],
         openapi_config=openapi,
         exception_handlers={Exception: handle_exception},
-        middleware=[
-            RequestContextMiddleware(access_logs=access_logs),
-            SecurityHeadersMiddleware(security),
-            # no layer at all when any host is allowed (the default)
-            *([AllowedHostsMiddleware(security)] if security.checks_hosts else []),
-            RateLimitMiddleware(security),
-            BodySizeLimitMiddleware(security),
-        ],
         cors_config=cors_config(security),
         request_max_body_size=security.max_request_bytes,
         lifespan=[lifespan],
         debug=False,
     )
     app.state.services = services
+    _forbid_unknown_fields(app)
+    finish_openapi(app, auth_mode=auth.auth_mode, public_url=settings.api_public_url)
+    # Litestar runs app-level `middleware=` inside each route, after routing: its own 404 and
+    # 405 answers would skip them. Wrapped around the router (and its exception handler)
+    # instead, every answer passes through every layer.
+    edge: list[ASGIMiddleware] = [
+        RequestContextMiddleware(access_logs=access_logs),
+        SecurityHeadersMiddleware(security),
+        # no layer at all when any host is allowed (the default)
+        *([AllowedHostsMiddleware(security)] if security.checks_hosts else []),
+        # none mode reads no credential: nothing to verify or throttle
+        *(
+            []
+            if isinstance(authenticator, AnonymousAuthenticator)
+            else [AuthMiddleware(authenticator, security)]
+        ),
+        RateLimitMiddleware(security),
+        BodySizeLimitMiddleware(security),
+        HeadMiddleware(),
+    ]
+    handler = app.asgi_handler
+    for layer in reversed(edge):
+        handler = layer(handler)
+    app.asgi_handler = handler
     return app

@@ -6,14 +6,19 @@ Modes (`STOCKDATA_AUTH_MODE`):
   (analyst by default, so the embedded demo can use SQL). Refused when the profile is prod.
 - `api-key`: `Authorization: Bearer sd_...` or `X-API-Key: sd_...`, checked against the
   SHA-256 digests in the catalog (`stockdata catalog api-key create --role ...`). A verified
-  key is remembered for `STOCKDATA_API_KEY_CACHE_SECONDS` (so a revocation takes at most that
-  long, and reads keep working through a short Postgres outage).
+  key is remembered for `STOCKDATA_API_KEY_CACHE_SECONDS`: a revocation takes at most that
+  long, and through a Postgres outage exactly the keys verified within that window keep
+  working; any other key (a revoked one, one verified longer ago) gets 503 `auth-unavailable`.
 - `jwt`: `Authorization: Bearer <JWT>` signed RS256 by a key from `STOCKDATA_JWT_JWKS_URL`
   (e.g. `https://TENANT.auth0.com/.well-known/jwks.json`), with `aud` and `iss` checked.
   Only RS256 is accepted (no `none`, no HS256 with the public key as the secret). The JWKS is
   cached for `STOCKDATA_JWKS_CACHE_SECONDS` and fetched in a worker thread at most once per
   `STOCKDATA_JWKS_MIN_REFRESH_SECONDS`, however many unknown `kid`s arrive. When the JWKS
   cannot be fetched and no cached key fits, the answer is 503 `jwks-unavailable`.
+
+A credential longer than `MAX_CREDENTIAL_CHARS` is refused (401) before it is parsed.
+`AuthMiddleware` authenticates once per request, outside the router, so the rate limiter
+can key by the verified identity and failed attempts are throttled per client address.
 
 The role of a token comes from, in order: the claim `STOCKDATA_JWT_ROLE_CLAIM` (default
 `https://stockdata.dev/role`, a string: reader/analyst/admin), then Auth0 RBAC `permissions`
@@ -25,9 +30,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -35,11 +41,21 @@ import anyio.to_thread
 import httpx
 import jwt
 from jwt.api_jwk import PyJWK
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from pydantic import Field
 from sqlalchemy.engine import Engine
 
 import catalog
 from catalog import Role
+from query_api._hardening import (
+    SecuritySettings,
+    TokenBuckets,
+    client_address,
+    problem_body,
+    send_problem,
+)
 from stockdata.config import StockdataSettings
 from stockdata.errors import (
     AuthenticationError,
@@ -58,6 +74,8 @@ DEFAULT_ROLE_CLAIM = "https://stockdata.dev/role"
 PERMISSION_PREFIX = "stockdata:"
 #: Raw API keys start with this (catalog.create_api_key).
 API_KEY_PREFIX = "sd_"
+#: Longest credential header value read (a JWT with many permissions is ~2 KB; keys are ~50).
+MAX_CREDENTIAL_CHARS = 4096
 
 
 class AuthSettings(StockdataSettings):
@@ -133,14 +151,25 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in headers.items()}
 
 
+def _capped(headers: dict[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None and len(value) > MAX_CREDENTIAL_CHARS:
+        raise _unauthorized(
+            f"the {name} header is longer than {MAX_CREDENTIAL_CHARS} characters; "
+            "it is not a credential this API issues"
+        )
+    return value
+
+
 def _bearer(headers: dict[str, str]) -> str | None:
-    value = headers.get("authorization")
+    value = _capped(headers, "authorization")
     if value is None:
         return None
-    scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    # any run of whitespace separates the scheme (case-insensitive) from the credential
+    parts = value.split(maxsplit=1)
+    if len(parts) != 2 or parts[0].lower() != "bearer":
         raise _unauthorized("the Authorization header must be 'Bearer <credentials>'")
-    return token.strip()
+    return parts[1].strip()
 
 
 # -- none -----------------------------------------------------------------------------------
@@ -177,7 +206,7 @@ class ApiKeyAuthenticator:
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         lower = _lower(headers)
-        raw = _bearer(lower) or lower.get("x-api-key", "").strip() or None
+        raw = _bearer(lower) or (_capped(lower, "x-api-key") or "").strip() or None
         if raw is None:
             raise _unauthorized(
                 "an API key is required: send 'Authorization: Bearer sd_...' or 'X-API-Key: sd_...'",
@@ -193,10 +222,10 @@ class ApiKeyAuthenticator:
             return hit[1]
         try:
             principal = await anyio.to_thread.run_sync(self._verify, raw)
-        except Exception as exc:
-            if hit is not None:
-                log.warning("api_key_cache_stale_used", error=type(exc).__name__)
-                return hit[1]
+        except Exception as exc:  # the guard raises it inside the router, where the
+            # No stale answers: past the cache window the catalog alone says whether a key
+            # still stands, and a revoked key must not outlive the window by an outage.
+            log.warning("api_key_check_failed", error=type(exc).__name__)
             raise TransientError(
                 "API keys cannot be checked right now (catalog unreachable); retry shortly",
                 code="auth-unavailable",
@@ -404,6 +433,103 @@ class JwtAuthenticator:
             raise _unauthorized("the token's signature or claims are invalid") from None
         role = _role_from_claims(claims, self._role_claim)
         return Principal(str(claims["sub"]), role, "jwt")
+
+
+# -- once per request, for every answer ---------------------------------------------------
+
+#: Header names that carry a credential.
+_CREDENTIAL_HEADERS = (b"authorization", b"x-api-key")
+
+
+def _first_values(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in raw:
+        out.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return out
+
+
+class AuthMiddleware(ASGIMiddleware):
+    """Authenticate a presented credential once, outside the router, for every answer.
+
+    It leaves in `scope["state"]` either `principal` (and `identity`, the rate limiter's
+    bucket key: `scheme:subject`) or `auth_error`, which the routes' guard raises, so a 404
+    or an open route (/docs) with a bad credential is answered as usual but still counts as
+    a failed attempt. A client address past `AUTH_FAILURE_BURST` failed attempts (refilled
+    at `AUTH_FAILURES_PER_MINUTE`) gets 429 `auth-throttled` without its credential being
+    checked: a flood of guessed keys costs neither catalog queries nor signature checks.
+    Answers to an authenticated request are `Cache-Control: private`.
+
+    Not installed in `none` mode (every caller is anonymous; credentials are not read).
+    """
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, authenticator: Authenticator, settings: SecuritySettings) -> None:
+        self._authenticator = authenticator
+        self._trust_forwarded = settings.trust_forwarded_for
+        self._exempt = tuple(settings.rate_limit_exempt_paths)
+        self.failures = (
+            TokenBuckets(
+                per_minute=settings.auth_failures_per_minute,
+                burst=settings.auth_failure_burst,
+                max_keys=settings.rate_limit_max_clients,
+            )
+            if settings.auth_failures_per_minute > 0
+            else None
+        )
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        raw = scope["headers"]
+        if not any(name in _CREDENTIAL_HEADERS for name, _ in raw):
+            await next_app(scope, receive, send)
+            return
+        path = str(scope.get("path", ""))
+        if any(path == p or path.startswith(p.rstrip("/") + "/") for p in self._exempt):
+            await next_app(scope, receive, send)  # probes and scrapes read no credential
+            return
+        address = client_address(scope, trust_forwarded=self._trust_forwarded)
+        if self.failures is not None:
+            tokens, wait = self.failures.available(address)
+            if tokens < 1.0:
+                retry_after = max(1, math.ceil(wait))
+                body = problem_body(
+                    429,
+                    "auth-throttled",
+                    "Too Many Requests",
+                    f"too many failed authentications from this address; retry in {retry_after} s",
+                    path,
+                )
+                await send_problem(
+                    send,
+                    status=429,
+                    body=body,
+                    headers=[(b"retry-after", str(retry_after).encode())],
+                )
+                return
+        state = scope.setdefault("state", {})
+        try:
+            principal = await self._authenticator.authenticate(_first_values(raw))
+        except Exception as exc:  # the guard raises it inside the router, where the
+            # one exception handler answers it (this layer sits outside the handler)
+            state["auth_error"] = exc
+            if isinstance(exc, AuthenticationError) and self.failures is not None:
+                self.failures.charge(address)
+            await next_app(scope, receive, send)
+            return
+        state["principal"] = principal
+        state["identity"] = f"{principal.scheme}:{principal.subject}"
+
+        async def send_private(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    (name, b"private" + value[6:])
+                    if name.lower() == b"cache-control" and value.startswith(b"public")
+                    else (name, value)
+                    for name, value in message.get("headers", ())
+                ]
+            await send(message)
+
+        await next_app(scope, receive, send_private)
 
 
 def build_authenticator(settings: AuthSettings, *, engine: Engine | None) -> Authenticator:

@@ -1,4 +1,4 @@
-"""Reads of the lake for the API: DuckDB over the pinned Delta snapshot, plus the hot index.
+"""Reads of the lake for the API: the memory-mapped serving form, else DuckDB over Delta.
 
 Every method is blocking; route handlers run them in worker threads, one cursor each.
 """
@@ -19,10 +19,12 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lake import LakeReader, LakeSettings
+import lake
+from lake import LakeReader, LakeSettings, all_sessions
 from query_api import _models as m
-from query_api._index import BarRow, HotIndex
+from query_api._index import BarRow
 from query_api._metrics import ApiMetrics
+from query_api._serving import ServingForm, day_number, to_date, to_dates
 from query_api._settings import ApiSettings
 from stockdata.errors import InvalidInputError, NotFoundError, StockDataError, TransientError
 from stockdata.logs import get_logger, scrub_text
@@ -61,6 +63,7 @@ DELTA_SCHEMA = pa.schema(
         pa.field("end_close", pa.float64()),
         pa.field("change", pa.float64()),
         pa.field("pct_change", pa.float64()),
+        pa.field("reason", pa.string()),
     ]
 )
 
@@ -116,6 +119,26 @@ def project_bars(table: pa.Table, *, adjusted: bool) -> pa.Table:
     return pa.table(cols, schema=BAR_SCHEMA)
 
 
+def canonical(table: pa.Table) -> pa.Table:
+    """One chunk per column, nulls built one way (zeros under them): whichever engine read
+    the rows, the Arrow IPC and CSV bytes are the same."""
+    cols = []
+    for col in table.combine_chunks().columns:
+        arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        if arr.null_count:
+            if pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type):
+                mask = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+                if pa.types.is_floating(arr.type):
+                    values = np.where(mask, 0.0, arr.to_numpy(zero_copy_only=False))
+                else:
+                    values = pc.fill_null(arr, 0).to_numpy(zero_copy_only=False)
+                arr = pa.array(values, arr.type, mask=mask)
+            else:
+                arr = pa.array(arr.to_pylist(), arr.type)
+        cols.append(arr)
+    return pa.Table.from_arrays(cols, schema=table.schema)
+
+
 class Bars:
     """The rows of a bars answer: `BarRow` tuples for JSON, Arrow for CSV and IPC, each built
     on demand."""
@@ -124,14 +147,14 @@ class Bars:
         self,
         *,
         table: pa.Table | None = None,
-        index: HotIndex | None = None,
+        form: ServingForm | None = None,
         positions: npt.NDArray[np.int64] | list[int] | None = None,
         adjusted: bool = False,
         rows: list[BarRow] | None = None,
     ) -> None:
         self._table = table
-        self._index = index
-        self._pos = positions if positions is not None else np.empty(0, dtype=np.int64)
+        self._form = form
+        self._pos = np.asarray(positions if positions is not None else np.empty(0), dtype=np.int64)
         self._adjusted = adjusted
         self._rows = rows
 
@@ -140,24 +163,85 @@ class Bars:
 
     def rows(self) -> list[BarRow]:
         """The bars in `query_api._models.Bar` field order (BAR_SCHEMA's column order)."""
-        if self._rows is not None:
-            return self._rows
-        if self._table is not None:
-            columns = [col.to_pylist() for col in self._table.columns]
-            return list(zip(*columns, strict=True)) if columns else []
-        assert self._index is not None
-        return self._index.rows_at(np.asarray(self._pos, dtype=np.int64), adjusted=self._adjusted)
+        if self._rows is None:
+            if self._table is not None:
+                columns = [col.to_pylist() for col in self._table.columns]
+                self._rows = list(zip(*columns, strict=True)) if columns else []
+            else:
+                assert self._form is not None
+                self._rows = self._form.rows_at(self._pos, adjusted=self._adjusted)
+        return self._rows
 
     def table(self) -> pa.Table:
         if self._table is None:
-            assert self._index is not None
-            rows = self._index.table.take(pa.array(self._pos, pa.int64()))
-            self._table = project_bars(rows, adjusted=self._adjusted)
+            assert self._form is not None
+            self._table = canonical(
+                self._form.table_at(self._pos, adjusted=self._adjusted, schema=BAR_SCHEMA)
+            )
         return self._table
 
 
+@dataclass(frozen=True, slots=True)
+class BarStream:
+    """A whole answer to stream: its row count, and `batches()` to read it batch by batch."""
+
+    total: int
+    schema: pa.Schema
+    batches: Callable[[], Iterator[pa.RecordBatch]]
+
+
+#: Rows per streamed batch (and per Parquet row group): about 6 MB of bars.
+STREAM_BATCH_ROWS = 65_536
+
+
+def _windows(first: dt.date, last: dt.date, granularity: str) -> Iterator[tuple[dt.date, dt.date]]:
+    """[start, end) windows of whole partitions (years or months) covering first..last."""
+    start = first.replace(month=1, day=1) if granularity == "year" else first.replace(day=1)
+    while start <= last:
+        if granularity == "year":
+            end = start.replace(year=start.year + 1)
+        else:
+            end = (start + dt.timedelta(days=32)).replace(day=1)
+        yield start, end
+        start = end
+
+
+@dataclass(frozen=True, slots=True)
+class _Closes:
+    """Bars of several series reduced to what movers need (from either engine): `ids` index
+    `series`, which is in (ticker, exchange_mic) order."""
+
+    series: list[tuple[str, str]]
+    ids: npt.NDArray[np.int64]
+    days: npt.NDArray[np.int64]
+    closes: npt.NDArray[np.float64]
+
+
+def start_session(mic: str, end: dt.date, days: int) -> tuple[dt.date | None, int]:
+    """The session `days` sessions of `mic`'s calendar before `end`, and how many there are."""
+    sessions = all_sessions(mic)
+    before = int(np.searchsorted(sessions, np.datetime64(end, "D")))
+    if before < days:
+        return None, before
+    return to_date(int(sessions[before - days].astype(np.int64))), before
+
+
+def _too_few(before: int, end: dt.date, days: int) -> str:
+    return f"only {before} session(s) before {end.isoformat()}; {days} needed"
+
+
+def _no_bar(start: dt.date) -> str:
+    return f"no bar on the start session {start.isoformat()}"
+
+
 class EodStore:
-    """The API's view of the lake: version tracking, the hot index, and every read query."""
+    """The API's view of the lake: the version answered from, the engine, every read query.
+
+    The serving form of the current version (lake/_serving.py, memory-mapped) answers every
+    read it holds; DuckDB over the pinned Delta snapshot answers while there is none. When a
+    new version appears, the previous form keeps answering (with its own `lake_version`)
+    until the new one is published, for at most `api_serving_grace_seconds`.
+    """
 
     def __init__(
         self,
@@ -167,16 +251,19 @@ class EodStore:
         metrics: ApiMetrics | None = None,
     ) -> None:
         self._settings = settings
+        self._granularity = lake_settings.lake_partition
+        self._lake_settings = lake_settings
         self._reader = LakeReader(
             lake_settings,
             poll_seconds=settings.api_lake_poll_seconds,
             threads=settings.api_duckdb_threads,
         )
         self._metrics = metrics
-        self._index: HotIndex | None = None
+        self._form: ServingForm | None = None
+        self._pending_since: float | None = None
         self._series: tuple[int | None, dict[str, list[str]]] | None = None
-        self._build_lock = threading.Lock()
-        self._building: int | None = None
+        self._form_lock = threading.Lock()
+        self._building = False
         self._closed = False
         self._polled = float("-inf")
         self._stop = threading.Event()
@@ -184,15 +271,15 @@ class EodStore:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self, *, build_index: bool = True) -> None:
-        """Attach the current version and (if enabled) build its index before serving."""
+    def start(self) -> None:
+        """Attach the current version and map its serving form, if published; if not, one
+        worker of the pod builds it in the background (the others map it when it appears)
+        while DuckDB answers, so start-up never waits for a build."""
         try:
-            version = self.version()
+            self.version()
         except StockDataError as exc:
             log.warning("lake_unavailable_at_start", error=scrub_text(exc.message))
             return
-        if build_index:
-            self._build_index(version)
         interval = self._settings.api_lake_poll_seconds
         if interval > 0 and self._poller is None:
             self._poller = threading.Thread(
@@ -239,7 +326,7 @@ class EodStore:
         before requests poll inline again."""
         window = self._settings.api_lake_poll_seconds * (1 if self._poller is None else 2)
         if time.monotonic() - self._polled < window:
-            return True, self._reader.version
+            return True, self._answer_version(self._reader.version)
         return False, None
 
     def current_version(self) -> int | None:
@@ -248,62 +335,97 @@ class EodStore:
         return version if fresh else self.version()
 
     def version(self) -> int | None:
-        """The version answered from, after the cheap poll; schedules an index rebuild."""
+        """Poll the lake (cheap) and return the version answers come from: the latest, or
+        the previous serving form's while the latest one's is being published."""
         with self.cursor():
             pass
         self._polled = time.monotonic()
-        version = self._reader.version
-        if self._metrics is not None and version is not None:
-            self._metrics.lake_version.set(version)
+        latest = self._reader.version
+        if self._metrics is not None and latest is not None:
+            self._metrics.lake_version.set(latest)
+        if self._settings.api_serving and latest is not None and not self._closed:
+            self._refresh(latest)
+        return self._answer_version(latest)
+
+    def _answer_version(self, latest: int | None) -> int | None:
+        form, since = self._form, self._pending_since
         if (
-            self._settings.api_hot_index
-            and not self._closed
-            and (self._index is None or self._index.version != version)
-            and self._building != version
-            and self._index_allowed is not False
+            form is not None
+            and latest is not None
+            and form.version < latest
+            and since is not None
+            and time.monotonic() - since <= self._settings.api_serving_grace_seconds
         ):
-            self._building = version
-            threading.Thread(
-                target=self._build_index, args=(version,), name="hot-index", daemon=True
-            ).start()
-        return version
+            return form.version
+        return latest
 
-    _index_allowed: bool | None = None
-
-    def _build_index(self, version: int | None) -> None:
-        if not self._settings.api_hot_index:
+    def _refresh(self, latest: int) -> None:
+        form = self._form
+        if form is not None and form.version == latest:
             return
-        with self._build_lock:
-            if self._index is not None and self._index.version == version:
-                return
-            t0 = time.perf_counter()
-            try:
-                with self.cursor() as cur:
-                    row = cur.execute("SELECT count(*) FROM eod").fetchone()
-                    rows = int(row[0]) if row else 0
-                    if rows > self._settings.api_hot_index_max_rows:
-                        log.info("hot_index_skipped", rows=rows)
-                        self._index_allowed = False
-                        return
-                    index = HotIndex.build(cur, version=self._reader.version)
-            except Exception as exc:  # the DuckDB path keeps answering
-                log.warning("hot_index_failed", error=scrub_text(str(exc)))
-                return
-            finally:
-                self._building = None
-            self._index = index
-            if self._metrics is not None:
-                self._metrics.index_rows.set(index.rows)
-            log.info(
-                "hot_index_built",
-                version=index.version,
-                rows=index.rows,
-                seconds=round(time.perf_counter() - t0, 3),
-            )
+        if self._map(latest):
+            return
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
+        if not self._building:
+            self._building = True
+            threading.Thread(
+                target=self._build,
+                args=(latest,),
+                kwargs={"wait": False},
+                daemon=True,
+                name="serving-build",
+            ).start()
 
-    def index_for(self, version: int | None) -> HotIndex | None:
-        index = self._index
-        return index if index is not None and index.version == version else None
+    def _map(self, version: int) -> bool:
+        """Map the published form of `version` if there is one."""
+        path = lake.serving_path(self._lake_settings.serving_root, version)
+        if lake.read_manifest(path) is None:
+            return False
+        with self._form_lock:
+            if self._form is not None and self._form.version == version:
+                return True
+            try:
+                form = ServingForm(path)
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("serving_form_unreadable", path=str(path), error=str(exc))
+                return False
+            self._form, self._pending_since = form, None
+        if self._metrics is not None:
+            self._metrics.serving(form.version, form.rows)
+        log.info("serving_form_mapped", version=form.version, rows=form.rows, path=str(path))
+        return True
+
+    def _build(self, version: int, *, wait: bool) -> None:
+        """Publish `version`'s form (one process per pod builds; the others map it)."""
+        try:
+            result = lake.publish(self._lake_settings, version=version, wait=wait)
+            if result is not None:
+                if result.built:
+                    log.info(
+                        "serving_form_built",
+                        version=result.version,
+                        rows=result.rows,
+                        bytes_per_row=round(result.bytes_per_row, 1),
+                        seconds=result.seconds,
+                    )
+                self._map(version)
+        except Exception as exc:  # DuckDB keeps answering
+            log.warning("serving_build_failed", error=scrub_text(str(exc).splitlines()[0]))
+        finally:
+            self._building = False
+
+    def index_for(self, version: int | None) -> ServingForm | None:
+        """The serving form answering `version`, or None (DuckDB answers)."""
+        form = self._form
+        return form if form is not None and form.version == version else None
+
+    def engine(self) -> str:
+        """Which engine answers the current version: `serving` or `duckdb`."""
+        fresh, version = self.fresh_version()
+        if not fresh:
+            version = self._answer_version(self._reader.version)
+        return "serving" if self.index_for(version) is not None else "duckdb"
 
     def _timed(self, kind: str, engine: str, t0: float) -> None:
         if self._metrics is not None:
@@ -315,17 +437,16 @@ class EodStore:
         cached = self._series
         if cached is not None and cached[0] == version:
             return cached[1]
-        index = self.index_for(version)
-        if index is not None:
-            mapping: dict[str, list[str]] = {}
-            for ticker, mic in index.series:
+        form = self.index_for(version)
+        mapping: dict[str, list[str]] = {}
+        if form is not None:
+            for ticker, mic in form.series:
                 mapping.setdefault(ticker, []).append(mic)
         else:
             with self.cursor() as cur:
                 rows = cur.execute(
                     "SELECT DISTINCT ticker, exchange_mic FROM eod ORDER BY 1, 2"
                 ).fetchall()
-            mapping = {}
             for ticker, mic in rows:
                 mapping.setdefault(str(ticker), []).append(str(mic))
         self._series = (version, mapping)
@@ -364,25 +485,24 @@ class EodStore:
     ) -> tuple[Bars, int]:
         """One page of a ticker's bars in date order, and the total in the range."""
         t0 = time.perf_counter()
-        index = self.index_for(version)
-        if index is not None:
-            sid = index.sid_of[symbol, exchange]
+        form = self.index_for(version)
+        if form is not None:
+            sid = form.sid_of[symbol, exchange]
             if date_from is not None and date_from == date_to and offset == 0 and limit > 0:
-                found = index.point_row(sid, date_from, adjusted=adjusted)  # one search
-                self._timed("bars", "index", t0)
-                if found is None:
-                    return Bars(index=index, adjusted=adjusted), 0
-                p, row = found
-                return Bars(index=index, positions=[p], adjusted=adjusted, rows=[row]), 1
-            lo, hi = index.range(sid, date_from, date_to)
+                p = form.point(sid, date_from)  # one search
+                self._timed("bars", "serving", t0)
+                if p is None:
+                    return Bars(form=form, adjusted=adjusted), 0
+                return Bars(form=form, positions=[p], adjusted=adjusted), 1
+            lo, hi = form.range(sid, date_from, date_to)
             if order == "asc":
                 pos = np.arange(lo + offset, min(hi, lo + offset + limit), dtype=np.int64)
             else:
                 pos = np.arange(
                     hi - 1 - offset, max(lo, hi - offset - limit) - 1, -1, dtype=np.int64
                 )
-            self._timed("bars", "index", t0)
-            return Bars(index=index, positions=pos, adjusted=adjusted), hi - lo
+            self._timed("bars", "serving", t0)
+            return Bars(form=form, positions=pos, adjusted=adjusted), hi - lo
         where, params = ["ticker = ?", "exchange_mic = ?"], [symbol, exchange]
         if date_from is not None:
             where.append("trade_date >= ?")
@@ -399,7 +519,7 @@ class EodStore:
                 [*params, limit, offset],
             ).to_arrow_table()
         self._timed("bars", "duckdb", t0)
-        return Bars(table=table.cast(BAR_SCHEMA)), int(count[0]) if count else 0
+        return Bars(table=canonical(table.cast(BAR_SCHEMA))), int(count[0]) if count else 0
 
     def on_date(
         self,
@@ -413,15 +533,13 @@ class EodStore:
     ) -> tuple[Bars, int]:
         """Every ticker's bar on one date, by ticker."""
         t0 = time.perf_counter()
-        index = self.index_for(version)
-        if index is not None:
-            sids = index.all_sids(exchange)
-            pos = index.positions(sids, day, 0, exact=True).end
-            pos = pos[pos >= 0]
-            total = int(pos.size)
-            page = pos[offset : offset + limit]
-            self._timed("on_date", "index", t0)
-            return Bars(index=index, positions=page, adjusted=adjusted), total
+        form = self.index_for(version)
+        if form is not None:
+            pos = form.on_date(day, exchange)
+            self._timed("on_date", "serving", t0)
+            return Bars(form=form, positions=pos[offset : offset + limit], adjusted=adjusted), int(
+                pos.size
+            )
         where, params = ["trade_date = ?"], [day.isoformat()]
         if exchange is not None:
             where.append("exchange_mic = ?")
@@ -435,9 +553,152 @@ class EodStore:
                 [*params, limit, offset],
             ).to_arrow_table()
         self._timed("on_date", "duckdb", t0)
+        return Bars(table=canonical(table.cast(BAR_SCHEMA))), int(count[0]) if count else 0
+
+    def between(
+        self,
+        *,
+        exchange: str | None,
+        date_from: dt.date | None,
+        date_to: dt.date | None,
+        adjusted: bool,
+        limit: int,
+        offset: int,
+    ) -> tuple[Bars, int]:
+        """One page of every ticker's bars in a date range, by date then ticker."""
+        t0 = time.perf_counter()
+        cond, params = _range_where(None, exchange, date_from, date_to)
+        with self.cursor() as cur:
+            count = cur.execute(f"SELECT count(*) FROM eod WHERE {cond}", params).fetchone()
+            table = cur.execute(
+                f"SELECT {_bar_select(adjusted)} FROM eod WHERE {cond} "
+                "ORDER BY trade_date, ticker, exchange_mic LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).to_arrow_table()
+        self._timed("between", "duckdb", t0)
         return Bars(table=table.cast(BAR_SCHEMA)), int(count[0]) if count else 0
 
+    def stream_bars(
+        self,
+        *,
+        symbol: str | None,
+        exchange: str | None,
+        version: int | None,
+        date_from: dt.date | None,
+        date_to: dt.date | None,
+        adjusted: bool,
+        order: Order = "asc",
+        batch_rows: int = STREAM_BATCH_ROWS,
+    ) -> BarStream:
+        """Every bar of one series (`symbol` and its resolved `exchange`), or of every ticker
+        (`symbol` None; by date then ticker), in a date range, read in batches.
+
+        Memory stays flat whatever the size: one series is at most a few thousand rows,
+        sorted by DuckDB; every ticker is read one lake partition (a year, or a month) at a
+        time, each sorted on its own: one query per partition reads each file once, and the
+        sort holds one partition, however long the range. `batches()` reads through its own cursor of the pinned snapshot:
+        a new lake version during a long download neither changes nor breaks it (a result
+        reader outlives the closing of its connection).
+        """
+        cond, params = _range_where(symbol, exchange, date_from, date_to)
+        with self.cursor() as cur:
+            found = cur.execute(
+                f"SELECT count(*), min(trade_date), max(trade_date) FROM eod WHERE {cond}", params
+            ).fetchone()
+        total, first, last = (int(found[0]), found[1], found[2]) if found else (0, None, None)
+        select = f"SELECT {_bar_select(adjusted)} FROM eod WHERE {cond}"
+        if symbol is not None or first is None or last is None:
+            queries = [(f"{select} ORDER BY trade_date {order.upper()}", params)]
+        else:
+            months = list(_windows(first, last, self._granularity))
+            if order == "desc":
+                months.reverse()
+            queries = [
+                (
+                    f"{select} AND trade_date >= ? AND trade_date < ? "
+                    f"ORDER BY trade_date {order.upper()}, ticker, exchange_mic",
+                    [*params, lo.isoformat(), hi.isoformat()],
+                )
+                for lo, hi in months
+            ]
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            t0 = time.perf_counter()
+            con = self._reader.connection()
+            try:
+                for sql, args in queries:
+                    reader = con.execute(sql, args).to_arrow_reader(batch_rows)
+                    for batch in reader:
+                        if batch.num_rows:
+                            yield batch.cast(BAR_SCHEMA)
+            finally:
+                con.close()
+                self._timed("stream", "duckdb", t0)
+
+        if total == 0:
+            return BarStream(0, BAR_SCHEMA, lambda: iter(()))
+        return BarStream(total, BAR_SCHEMA, batches)
+
     # -- deltas ----------------------------------------------------------------------------
+
+    def _ticker_closes(
+        self,
+        symbol: str,
+        exchange: str,
+        version: int | None,
+        lo: dt.date | None,
+        hi: dt.date | None,
+        adjusted: bool,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], str]:
+        """Day numbers and closes of one ticker's bars in lo..hi, and the engine that read them."""
+        form = self.index_for(version)
+        if form is not None:
+            a, b = form.range(form.sid_of[symbol, exchange], lo, hi)
+            pos = np.arange(a, b, dtype=np.int64)
+            return (
+                np.asarray(form.days[a:b], dtype=np.int64),
+                form.closes_at(pos, adjusted=adjusted),
+                "serving",
+            )
+        where, params = ["ticker = ?", "exchange_mic = ?"], [symbol, exchange]
+        if lo is not None:
+            where.append("trade_date >= ?")
+            params.append(lo.isoformat())
+        if hi is not None:
+            where.append("trade_date <= ?")
+            params.append(hi.isoformat())
+        with self.cursor() as cur:
+            table = cur.execute(
+                f"SELECT trade_date, {_price_sql('close', adjusted)} AS c FROM eod "
+                f"WHERE {' AND '.join(where)} ORDER BY trade_date",
+                params,
+            ).to_arrow_table()
+        days = table.column("trade_date").combine_chunks().cast(pa.int32()).to_numpy()
+        closes = table.column("c").combine_chunks().cast(pa.float64()).to_numpy()
+        return np.asarray(days, dtype=np.int64), np.asarray(closes, dtype=np.float64), "duckdb"
+
+    def _last_bar(
+        self, symbol: str, exchange: str, version: int | None, day: dt.date | None, adjusted: bool
+    ) -> tuple[dt.date, float] | None:
+        form = self.index_for(version)
+        if form is not None:
+            p = form.last_on_or_before(form.sid_of[symbol, exchange], day)
+            if p is None:
+                return None
+            pos = np.asarray([p], dtype=np.int64)
+            return to_date(int(form.days[p])), float(form.closes_at(pos, adjusted=adjusted)[0])
+        params: list[Any] = [symbol, exchange]
+        bound = ""
+        if day is not None:
+            bound = " AND trade_date <= ?"
+            params.append(day.isoformat())
+        with self.cursor() as cur:
+            found = cur.execute(
+                f"SELECT trade_date, {_price_sql('close', adjusted)} FROM eod "
+                f"WHERE ticker = ? AND exchange_mic = ?{bound} ORDER BY trade_date DESC LIMIT 1",
+                params,
+            ).fetchone()
+        return None if found is None else (found[0], float(found[1]))
 
     def delta(
         self,
@@ -449,90 +710,37 @@ class EodStore:
         day: dt.date | None,
         adjusted: bool,
     ) -> m.Delta:
-        """Change over `days` sessions ending at the last session on or before `day`."""
+        """Change over `days` sessions of the exchange's calendar, ending at the ticker's last
+        bar on or before `day`; a null start with a `reason` when it has no bar there."""
         t0 = time.perf_counter()
-        index = self.index_for(version)
-        if index is not None:
-            sid = index.sid_of[symbol, exchange]
-            pos = index.positions(np.asarray([sid], dtype=np.int64), day, days, exact=False)
-            end, start = int(pos.end[0]), int(pos.start[0])
-            closes = index.closes(adjusted=adjusted)
-            if end < 0:
-                raise NotFoundError(f"no bar for {symbol} on or before {day}", symbol=symbol)
-            dates = index.table.column("trade_date")
-            end_date = dates[end].as_py()
-            available = end - int(index.starts[sid])
-            row = self._delta_row(
-                symbol,
-                exchange,
-                days,
-                end_date,
-                float(closes[end]),
-                dates[start].as_py() if start >= 0 else None,
-                float(closes[start]) if start >= 0 else None,
-                available,
-            )
-            self._timed("delta", "index", t0)
-            return row
-        close = _price_sql("close", adjusted)
-        params: list[Any] = [days, days, symbol, exchange]
-        bound = ""
-        if day is not None:
-            bound = " AND trade_date <= ?"
-            params.append(day.isoformat())
-        sql = (
-            "SELECT trade_date, c, lag(trade_date, ?) OVER w AS d0, lag(c, ?) OVER w AS c0, "
-            "row_number() OVER w - 1 AS prior "
-            f"FROM (SELECT trade_date, {close} AS c FROM eod "
-            f"WHERE ticker = ? AND exchange_mic = ?{bound}) "
-            "WINDOW w AS (ORDER BY trade_date) ORDER BY trade_date DESC LIMIT 1"
-        )
-        with self.cursor() as cur:
-            found = cur.execute(sql, params).fetchone()
-        self._timed("delta", "duckdb", t0)
-        if found is None:
+        engine = "serving" if self.index_for(version) is not None else "duckdb"
+        last = self._last_bar(symbol, exchange, version, day, adjusted)
+        if last is None:
             raise NotFoundError(f"no bar for {symbol} on or before {day}", symbol=symbol)
-        end_date, end_close, d0, c0, prior = found
-        return self._delta_row(
-            symbol,
-            exchange,
-            days,
-            end_date,
-            float(end_close),
-            d0,
-            None if c0 is None else float(c0),
-            int(prior),
-        )
-
-    @staticmethod
-    def _delta_row(
-        symbol: str,
-        exchange: str,
-        days: int,
-        end_date: dt.date,
-        end_close: float,
-        start_date: dt.date | None,
-        start_close: float | None,
-        available: int,
-    ) -> m.Delta:
-        if start_date is None or start_close is None:
+        end_date, end_close = last
+        start, before = start_session(exchange, end_date, days)
+        start_close = None
+        reason = None
+        if start is None:
+            reason = _too_few(before, end_date, days)
+        else:
+            found, closes, _ = self._ticker_closes(
+                symbol, exchange, version, start, start, adjusted
+            )
+            if found.size:
+                start_close = float(closes[0])
+            else:
+                reason = _no_bar(start)
+        self._timed("delta", engine, t0)
+        if start_close is None:
             return m.Delta(
-                symbol,
-                exchange,
-                days,
-                None,
-                None,
-                end_date,
-                end_close,
-                None,
-                None,
-                f"only {available} session(s) before {end_date.isoformat()}; {days} needed",
+                symbol, exchange, days, None, None, end_date, end_close, None, None, reason
             )
         return m.Delta(
             symbol,
             exchange,
             days,
-            start_date,
+            start,
             start_close,
             end_date,
             end_close,
@@ -546,6 +754,7 @@ class EodStore:
         symbol: str,
         *,
         exchange: str,
+        version: int | None,
         days: int,
         date_from: dt.date | None,
         date_to: dt.date | None,
@@ -553,40 +762,130 @@ class EodStore:
         limit: int,
         offset: int,
     ) -> tuple[pa.Table, int]:
-        """The rolling `days`-session change for every session in the range (window functions)."""
+        """The `days`-session change (exchange calendar) for every bar in the range."""
         t0 = time.perf_counter()
-        close = _price_sql("close", adjusted)
-        inner, params = ["ticker = ?", "exchange_mic = ?"], [symbol, exchange]
-        if date_to is not None:
-            inner.append("trade_date <= ?")
-            params.append(date_to.isoformat())
-        outer, oparams = "", []
+        sessions = all_sessions(exchange).astype(np.int64)
+        lo = None
         if date_from is not None:
-            outer = "WHERE end_date >= ?"
-            oparams.append(date_from.isoformat())
-        base = (
-            "SELECT ? AS ticker, ? AS exchange_mic, CAST(? AS BIGINT) AS days, "
-            "lag(trade_date, ?) OVER w AS start_date, lag(c, ?) OVER w AS start_close, "
-            "trade_date AS end_date, c AS end_close, "
-            "c - lag(c, ?) OVER w AS change, "
-            "round((c / lag(c, ?) OVER w - 1) * 100, 6) AS pct_change "
-            f"FROM (SELECT trade_date, {close} AS c FROM eod WHERE {' AND '.join(inner)}) "
-            "WINDOW w AS (ORDER BY trade_date)"
+            first, _ = start_session(exchange, date_from, days)
+            lo = first if first is not None else None
+        bar_days, closes, engine = self._ticker_closes(
+            symbol, exchange, version, lo, date_to, adjusted
         )
-        head = [symbol, exchange, days, days, days, days, days]
-        with self.cursor() as cur:
-            rel = f"SELECT * FROM ({base}) {outer}"
-            count = cur.execute(
-                f"SELECT count(*) FROM ({rel})", [*head, *params, *oparams]
-            ).fetchone()
-            table = cur.execute(
-                f"{rel} ORDER BY end_date LIMIT ? OFFSET ?",
-                [*head, *params, *oparams, limit, offset],
-            ).to_arrow_table()
-        self._timed("delta_series", "duckdb", t0)
-        return table.cast(DELTA_SCHEMA), int(count[0]) if count else 0
+        keep = np.flatnonzero(bar_days >= day_number(date_from)) if date_from else None
+        ends = np.arange(bar_days.size) if keep is None else keep
+        total = int(ends.size)
+        ends = ends[offset : offset + limit]
+        end_days = bar_days[ends]
+        before = np.searchsorted(sessions, end_days)
+        ok = before >= days
+        start_days = np.where(ok, sessions[np.clip(before - days, 0, None)], -1)
+        at = np.searchsorted(bar_days, start_days)
+        at_c = np.clip(at, 0, max(bar_days.size - 1, 0))
+        has = ok & (at < bar_days.size)
+        has &= bar_days[at_c] == start_days if bar_days.size else has
+        end_close = closes[ends]
+        start_close = np.where(has, closes[at_c] if closes.size else 0.0, np.nan)
+        end_dates = to_dates(end_days)
+        start_dates = to_dates(np.where(ok, start_days, 0))
+        out_start_date: list[dt.date | None] = []
+        out_start_close: list[float | None] = []
+        change: list[float | None] = []
+        pct: list[float | None] = []
+        reasons: list[str | None] = []
+        for i in range(ends.size):
+            if has[i]:
+                sc, ec = float(start_close[i]), float(end_close[i])
+                out_start_date.append(start_dates[i])
+                out_start_close.append(sc)
+                change.append(round(ec - sc, 10))
+                pct.append(_pct(ec, sc))
+                reasons.append(None)
+            else:
+                out_start_date.append(None)
+                out_start_close.append(None)
+                change.append(None)
+                pct.append(None)
+                reasons.append(
+                    _no_bar(start_dates[i])
+                    if ok[i]
+                    else _too_few(int(before[i]), end_dates[i], days)
+                )
+        n = int(ends.size)
+        table = pa.table(
+            {
+                "ticker": [symbol] * n,
+                "exchange_mic": [exchange] * n,
+                "days": pa.array([days] * n, pa.int64()),
+                "start_date": pa.array(out_start_date, pa.date32()),
+                "start_close": pa.array(out_start_close, pa.float64()),
+                "end_date": pa.array(end_dates, pa.date32()),
+                "end_close": pa.array(end_close.tolist(), pa.float64()),
+                "change": pa.array(change, pa.float64()),
+                "pct_change": pa.array(pct, pa.float64()),
+                "reason": pa.array(reasons, pa.string()),
+            },
+            schema=DELTA_SCHEMA,
+        )
+        self._timed("delta_series", engine, t0)
+        return table, total
 
     # -- movers ----------------------------------------------------------------------------
+
+    def _closes_on(
+        self, dates: list[dt.date], exchange: str | None, version: int | None, adjusted: bool
+    ) -> tuple[_Closes, str]:
+        """Every series' close on each of `dates`, from either engine."""
+        form = self.index_for(version)
+        if form is not None:
+            pos = np.concatenate(
+                [form.on_date(d, exchange) for d in dates] or [np.empty(0, np.int64)]
+            )
+            return (
+                _Closes(
+                    form.series,
+                    form.sids_at(pos),
+                    np.asarray(form.days[pos], dtype=np.int64),
+                    form.closes_at(pos, adjusted=adjusted),
+                ),
+                "serving",
+            )
+        series = sorted((t, mic) for t, mics in self._series_map(version).items() for mic in mics)
+        id_of = {key: i for i, key in enumerate(series)}
+        wanted = ", ".join("?" for _ in dates)
+        where, params = [f"trade_date IN ({wanted})"], [d.isoformat() for d in dates]
+        if exchange is not None:
+            where.append("exchange_mic = ?")
+            params.append(exchange)
+        with self.cursor() as cur:
+            table = cur.execute(
+                f"SELECT ticker, exchange_mic, trade_date, {_price_sql('close', adjusted)} AS c "
+                f"FROM eod WHERE {' AND '.join(where)}",
+                params,
+            ).to_arrow_table()
+        ids = [
+            id_of[t, mic]
+            for t, mic in zip(
+                table.column("ticker").to_pylist(),
+                table.column("exchange_mic").to_pylist(),
+                strict=True,
+            )
+        ]
+        return (
+            _Closes(
+                series,
+                np.asarray(ids, dtype=np.int64),
+                np.asarray(
+                    table.column("trade_date").combine_chunks().cast(pa.int32()).to_numpy(),
+                    dtype=np.int64,
+                ),
+                np.asarray(
+                    table.column("c").combine_chunks().cast(pa.float64()).to_numpy(),
+                    dtype=np.float64,
+                ),
+            ),
+            "duckdb",
+        )
 
     def movers(
         self,
@@ -599,81 +898,55 @@ class EodStore:
         order: MoversOrder,
         adjusted: bool,
     ) -> list[MoverRow]:
-        """Tickers with a bar on `day` ranked by percent change over `days` sessions."""
+        """Tickers with a bar on `day` and on the session `days` sessions earlier (their
+        exchange's calendar), ranked by percent change: `gainers` rose, `losers` fell; ties
+        by ticker, then exchange."""
         t0 = time.perf_counter()
-        index = self.index_for(version)
-        if index is not None:
-            sids = index.all_sids(exchange)
-            pos = index.positions(sids, day, days, exact=True)
-            ok = pos.start >= 0
-            sids, end, start = sids[ok], pos.end[ok], pos.start[ok]
-            closes = index.closes(adjusted=adjusted)
-            pct = (closes[end] / closes[start] - 1.0) * 100.0
-            key = -pct if order == "gainers" else pct
-            names = (
-                np.asarray([index.series[s][0] for s in sids], dtype=object)
-                if sids.size
-                else np.asarray([], dtype=object)
-            )
-            k = min(limit, int(key.size))
-            if k == 0:
-                self._timed("movers", "index", t0)
-                return []
-            top = np.argpartition(key, k - 1)[:k] if k < key.size else np.arange(key.size)
-            top = top[np.lexsort((names[top], key[top]))]
-            dates = index.table.column("trade_date")
-            out = []
-            for rank, i in enumerate(top, start=1):
-                s, e = int(start[i]), int(end[i])
-                sc, ec = float(closes[s]), float(closes[e])
-                ticker, mic = index.series[int(sids[i])]
-                out.append(
-                    MoverRow(
-                        rank,
-                        ticker,
-                        mic,
-                        dates[s].as_py(),
-                        sc,
-                        dates[e].as_py(),
-                        ec,
-                        round(ec - sc, 10),
-                        _pct(ec, sc),
-                    )
-                )
-            self._timed("movers", "index", t0)
-            return out
-        close = _price_sql("close", adjusted)
-        where, params = ["trade_date <= ?"], [day.isoformat()]
-        if exchange is not None:
-            where.append("exchange_mic = ?")
-            params.append(exchange)
-        direction = "DESC" if order == "gainers" else "ASC"
-        sql = (
-            "SELECT ticker, exchange_mic, d0, c0, trade_date, c FROM ("
-            "SELECT ticker, exchange_mic, trade_date, c, lag(trade_date, ?) OVER w AS d0, "
-            f"lag(c, ?) OVER w AS c0 FROM (SELECT ticker, exchange_mic, trade_date, {close} AS c "
-            f"FROM eod WHERE {' AND '.join(where)}) "
-            "WINDOW w AS (PARTITION BY ticker, exchange_mic ORDER BY trade_date)) "
-            "WHERE trade_date = ? AND c0 IS NOT NULL "
-            f"ORDER BY (c / c0 - 1) {direction}, ticker LIMIT ?"
+        form = self.index_for(version)
+        mics = (
+            [exchange]
+            if exchange is not None
+            else sorted(form.by_exchange)
+            if form is not None
+            else sorted({mic for ms in self._series_map(version).values() for mic in ms})
         )
-        with self.cursor() as cur:
-            rows = cur.execute(sql, [days, days, *params, day.isoformat(), limit]).fetchall()
-        self._timed("movers", "duckdb", t0)
-        return [
-            MoverRow(
-                rank,
-                t,
-                m,
-                d0,
-                float(c0),
-                d1,
-                float(c1),
-                round(float(c1) - float(c0), 10),
-                _pct(float(c1), float(c0)),
+        starts: dict[str, dt.date] = {}
+        for mic in mics:
+            start, _ = start_session(mic, day, days)
+            if start is not None:
+                starts[mic] = start
+        if not starts:
+            self._timed("movers", "serving" if form is not None else "duckdb", t0)
+            return []
+        got, engine = self._closes_on(sorted({day, *starts.values()}), exchange, version, adjusted)
+        # the start session of each series (its exchange's), -1 if none
+        start_of_mic = {mic: day_number(s) for mic, s in starts.items()}
+        start_day = np.asarray([start_of_mic.get(mic, -1) for _, mic in got.series], np.int64)
+        at_end = got.days == day_number(day)
+        at_start = got.days == start_day[got.ids]
+        end_ids, start_ids = got.ids[at_end], got.ids[at_start]
+        both, ie, is_ = np.intersect1d(end_ids, start_ids, assume_unique=True, return_indices=True)
+        ec = got.closes[at_end][ie]
+        sc = got.closes[at_start][is_]
+        pct = (ec / sc - 1.0) * 100.0
+        pick = np.flatnonzero(pct > 0) if order == "gainers" else np.flatnonzero(pct < 0)
+        key = -pct[pick] if order == "gainers" else pct[pick]
+        k = min(limit, int(pick.size))
+        if k < pick.size:  # every row at or better than the k-th, ties included
+            kth = np.partition(key, k - 1)[k - 1]
+            keep = np.flatnonzero(key <= kth)
+            pick, key = pick[keep], key[keep]
+        # ids are in (ticker, exchange_mic) order: the tie-break is the id
+        ranked = pick[np.lexsort((both[pick], key))][:limit]
+        out = []
+        for rank, i in enumerate(ranked.tolist(), start=1):
+            ticker, mic = got.series[int(both[i])]
+            s, e = float(sc[i]), float(ec[i])
+            out.append(
+                MoverRow(rank, ticker, mic, starts[mic], s, day, e, round(e - s, 10), _pct(e, s))
             )
-            for rank, (t, m, d0, c0, d1, c1) in enumerate(rows, start=1)
-        ]
+        self._timed("movers", engine, t0)
+        return out
 
     # -- health ----------------------------------------------------------------------------
 
@@ -682,6 +955,23 @@ class EodStore:
         with self.cursor() as cur:
             cur.execute("SELECT 1 FROM eod LIMIT 1").fetchall()
         return self._reader.version
+
+
+def _range_where(
+    symbol: str | None, exchange: str | None, lo: dt.date | None, hi: dt.date | None
+) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for clause, value in (
+        ("ticker = ?", symbol),
+        ("exchange_mic = ?", exchange),
+        ("trade_date >= ?", lo.isoformat() if lo else None),
+        ("trade_date <= ?", hi.isoformat() if hi else None),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    return " AND ".join(where) or "true", params
 
 
 VersionFn = Callable[[], int | None]

@@ -1,36 +1,33 @@
-"""HTTP hardening for the Litestar app: CORS, allowed hosts, security headers, rate limits, body size.
+"""HTTP hardening for the Litestar app: CORS, hosts, security headers, rate limits, body size.
 
-Wire-up (the app factory does this):
+Wire-up (the app factory does this): `cors_config(security)` goes to Litestar, and the
+layers wrap the app's ASGI handler, around its router and exception handler, outermost
+first: request context, `SecurityHeadersMiddleware`, `AllowedHostsMiddleware`,
+`AuthMiddleware` (query_api._auth), `RateLimitMiddleware`, `BodySizeLimitMiddleware`.
+Litestar runs `Litestar(middleware=...)` only after routing, so its own 404 and 405
+answers would skip them; wrapped outside, every answer passes through every layer. Also
+here: `SqlGate`, which keeps slow SQL off the shared thread pool.
 
-    Litestar(
-        ...,
-        cors_config=cors_config(security),
-        middleware=[
-            SecurityHeadersMiddleware(security),
-            AllowedHostsMiddleware(security),
-            RateLimitMiddleware(security),
-            BodySizeLimitMiddleware(security),
-            ...,
-        ],
-    )
-
-The rate limiter keys a request by its credential (a digest of the `Authorization` or
-`X-API-Key` header: one bucket per API key or token subject's token) or else by client IP
-(the rightmost `X-Forwarded-For` entry when `STOCKDATA_TRUST_FORWARDED_FOR=true`, i.e. the
-address our ingress saw). Buckets are in memory, per process: with N workers the effective
-limit is up to N times the setting, which is why the ingress should keep its own coarse limit.
+The rate limiter keys a request by the identity `AuthMiddleware` authenticated (one bucket
+per API key or token subject), or else by the client address (the rightmost
+`X-Forwarded-For` entry when `STOCKDATA_TRUST_FORWARDED_FOR=true`, i.e. the address our
+ingress saw): a credential that has not been verified never gets a bucket of its own.
+Buckets are in memory, per process: with N workers the effective limit is up to N times
+the setting, which is why the ingress should keep its own coarse limit.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
+import anyio
+import anyio.to_thread
 from litestar.config.cors import CORSConfig
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -38,22 +35,34 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from pydantic import Field
 
 from stockdata.config import StockdataSettings, StrList
+from stockdata.errors import TransientError
 
 PROBLEM_BASE = "https://stockdata.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
-#: Paths whose pages load Swagger UI from its CDN and run its inline bootstrap script.
+#: The path of Swagger UI (the API's own copy, see query_api/_explorer.py).
 DOCS_PATH = "/docs"
+#: The path of the explorer page.
+EXPLORER_PATH = "/"
 
 #: A CSP for JSON/CSV/Arrow responses: nothing may load, nothing may frame them.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-#: The CSP of the docs page: Swagger UI from jsDelivr plus its inline bootstrap.
+#: The CSP of the explorer page: its own scripts, styles and API, nothing inline, nothing else.
+PAGE_CSP = (
+    "default-src 'none'; "
+    "script-src 'self'; "
+    "style-src 'self'; "
+    "img-src 'self' data:; "
+    "connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+#: The CSP of the docs page: Swagger UI from 'self' (no inline script); it sets inline styles.
 DOCS_CSP = (
     "default-src 'none'; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src 'self' data: https://fonts.gstatic.com; "
-    "img-src 'self' data: https:; "
+    "script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; "
+    "font-src 'self' data:; "
+    "img-src 'self' data:; "
     "connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
@@ -93,6 +102,15 @@ class SecuritySettings(StockdataSettings):
         default=False,
         description="Key anonymous clients by the rightmost X-Forwarded-For address (behind "
         "our ingress only).",
+    )
+    auth_failures_per_minute: int = Field(
+        default=10,
+        ge=0,
+        description="Failed authentications a client address may make per minute once its "
+        "burst is spent (429 auth-throttled beyond); 0 = off.",
+    )
+    auth_failure_burst: int = Field(
+        default=10, ge=1, description="Failed authentications a client address may make at once."
     )
     max_request_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
@@ -173,17 +191,17 @@ class AllowedHostsMiddleware(ASGIMiddleware):
             await next_app(scope, receive, send)
             return
         path = str(scope.get("path", ""))
-        body = _problem(
+        body = problem_body(
             400,
             "invalid-host",
             "Bad Request",
             "the Host header names a host this API does not serve",
             path,
         )
-        await _send_problem(send, status=400, body=body)
+        await send_problem(send, status=400, body=body)
 
 
-def _problem(status: int, code: str, title: str, detail: str, path: str) -> bytes:
+def problem_body(status: int, code: str, title: str, detail: str, path: str) -> bytes:
     return json.dumps(
         {
             "type": PROBLEM_BASE + code,
@@ -195,7 +213,7 @@ def _problem(status: int, code: str, title: str, detail: str, path: str) -> byte
     ).encode()
 
 
-async def _send_problem(
+async def send_problem(
     send: Send,
     *,
     status: int,
@@ -240,11 +258,16 @@ class SecurityHeadersMiddleware(ASGIMiddleware):
             )
         self._api = [*base, (b"content-security-policy", API_CSP.encode())]
         self._docs = [*base, (b"content-security-policy", DOCS_CSP.encode())]
+        self._page = [*base, (b"content-security-policy", PAGE_CSP.encode())]
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         path = str(scope.get("path", ""))
-        is_docs = path == DOCS_PATH or path.startswith(DOCS_PATH + "/")
-        extra = self._docs if is_docs else self._api
+        if path == EXPLORER_PATH:
+            extra = self._page
+        elif path == DOCS_PATH or path.startswith(DOCS_PATH + "/"):
+            extra = self._docs
+        else:
+            extra = self._api
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -283,6 +306,28 @@ class TokenBuckets:
         wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
         return allowed, tokens, wait
 
+    def available(self, key: str, *, now: float | None = None) -> tuple[float, float]:
+        """(tokens the bucket holds now, seconds until it holds one) without taking any."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, stamp = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - stamp) * self.rate)
+        return tokens, 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def charge(self, key: str, *, now: float | None = None) -> None:
+        """Take one token even from an empty bucket (down to -burst): a debt refilled later.
+
+        Failures are counted after they happen, so concurrent ones can overdraw a bucket;
+        the debt keeps the client throttled for as long as it overdrew.
+        """
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, stamp = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - stamp) * self.rate)
+            if key not in self._buckets and len(self._buckets) >= self.max_keys:
+                self._prune(now)
+            self._buckets[key] = (max(-float(self.burst), tokens - 1.0), now)
+
     def seconds_to_full(self, tokens: float) -> float:
         return (self.burst - tokens) / self.rate if self.rate else 0.0
 
@@ -295,8 +340,20 @@ class TokenBuckets:
             self._buckets.clear()
 
 
+def client_address(scope: Scope, *, trust_forwarded: bool) -> str:
+    """The caller's address: the socket peer, or our ingress's rightmost X-Forwarded-For entry."""
+    if trust_forwarded:
+        for name, value in scope.get("headers", ()):
+            if name == b"x-forwarded-for":
+                last = value.decode("latin-1").split(",")[-1].strip()
+                if last:
+                    return last[:64]
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 class RateLimitMiddleware(ASGIMiddleware):
-    """429 problem+json past a token bucket per credential or client; RateLimit-* on every answer."""
+    """429 problem+json past a token bucket per identity or client; RateLimit-* on every answer."""
 
     scopes = (ScopeType.HTTP,)
 
@@ -313,20 +370,11 @@ class RateLimitMiddleware(ASGIMiddleware):
         )
 
     def client_key(self, scope: Scope) -> str:
-        """The bucket of a request: its credential's digest, or its client address."""
-        credential = None
-        forwarded = None
-        for name, value in scope.get("headers", ()):
-            if name in (b"authorization", b"x-api-key") and credential is None:
-                credential = value
-            elif name == b"x-forwarded-for":
-                forwarded = value
-        if credential:
-            return "cred:" + hashlib.sha256(credential).hexdigest()[:32]
-        if self._trust_forwarded and forwarded:
-            return "ip:" + forwarded.decode("latin-1").split(",")[-1].strip()
-        client = scope.get("client")
-        return "ip:" + (str(client[0]) if client else "unknown")
+        """The bucket of a request: its authenticated identity, or its client address."""
+        identity = scope.get("state", {}).get("identity")
+        if identity is not None:
+            return "id:" + str(identity)
+        return "ip:" + client_address(scope, trust_forwarded=self._trust_forwarded)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         path = str(scope.get("path", ""))
@@ -344,7 +392,7 @@ class RateLimitMiddleware(ASGIMiddleware):
         ]
         if not allowed:
             retry_after = max(1, math.ceil(wait))
-            body = _problem(
+            body = problem_body(
                 429,
                 "rate-limited",
                 "Too Many Requests",
@@ -352,7 +400,7 @@ class RateLimitMiddleware(ASGIMiddleware):
                 f"{retry_after} s",
                 path,
             )
-            await _send_problem(
+            await send_problem(
                 send,
                 status=429,
                 body=body,
@@ -390,8 +438,62 @@ class BodySizeLimitMiddleware(ASGIMiddleware):
                 if declared > self._max:
                     path = str(scope.get("path", ""))
                     detail = f"the request body is larger than {self._max} bytes"
-                    body = _problem(413, "request-too-large", "Content Too Large", detail, path)
-                    await _send_problem(send, status=413, body=body)
+                    body = problem_body(413, "request-too-large", "Content Too Large", detail, path)
+                    await send_problem(send, status=413, body=body)
                     return
                 break
         await next_app(scope, receive, send)
+
+
+T = TypeVar("T")
+
+
+class SqlGate:
+    """Runs blocking SQL calls on a bounded limiter of their own, never the shared thread pool.
+
+    At most `workers` calls hold a thread (one per sandbox worker: more could only wait for a
+    worker inside a thread); up to `queue` more wait on the event loop, at no thread's cost,
+    for at most `wait_seconds`; beyond that, or after that wait, 503 `sql-busy` with
+    Retry-After. However many slow queries arrive, health, catalog and lake routes keep the
+    default thread pool (anyio's 40 threads) to themselves.
+    """
+
+    def __init__(self, *, workers: int, queue: int, wait_seconds: float) -> None:
+        self.workers = workers
+        self.queue = queue
+        self._wait = wait_seconds
+        self._slots: anyio.CapacityLimiter | None = None
+        self._threads: anyio.CapacityLimiter | None = None
+        #: calls running or waiting (only touched on the event loop)
+        self.inflight = 0
+
+    def _busy(self) -> TransientError:
+        return TransientError(
+            f"all {self.workers} SQL workers are busy and {self.queue} queries are waiting; "
+            "retry shortly",
+            code="sql-busy",
+            retry_after=1.0,
+        )
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """`fn()` in a thread of the SQL limiter, or TransientError `sql-busy`."""
+        if self._slots is None or self._threads is None:
+            # made on first use, inside the event loop that serves the app
+            self._slots = anyio.CapacityLimiter(self.workers)
+            self._threads = anyio.CapacityLimiter(self.workers)
+        if self.inflight >= self.workers + self.queue:
+            raise self._busy()
+        self.inflight += 1
+        try:
+            acquired = False
+            with anyio.move_on_after(self._wait):
+                await self._slots.acquire()
+                acquired = True
+            if not acquired:
+                raise self._busy()
+            try:
+                return await anyio.to_thread.run_sync(fn, limiter=self._threads)
+            finally:
+                self._slots.release()
+        finally:
+            self.inflight -= 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -132,8 +132,11 @@ class MoversResponse(msgspec.Struct, frozen=True):
 class SqlRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One SELECT or WITH statement over the views eod, eod_deltas, eod_rejects."""
 
-    sql: str = msgspec.field()
-    limit: int | None = None
+    sql: Annotated[str, msgspec.Meta(min_length=1, description="The query text.")]
+    limit: (
+        Annotated[int, msgspec.Meta(ge=1, description="Rows at most (capped by SQL_MAX_ROWS).")]
+        | None
+    ) = None
 
 
 class SqlColumn(msgspec.Struct, frozen=True):
@@ -155,9 +158,11 @@ class Check(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class Health(msgspec.Struct, frozen=True):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
     checks: dict[str, Check]
     lake_version: int | None = None
+    #: Which engine answers reads of the current version: `serving` or `duckdb`.
+    engine: str | None = None
 
 
 class Live(msgspec.Struct, frozen=True):

@@ -6,8 +6,10 @@ import itertools
 import re
 import secrets
 import time
-from typing import Any
+from typing import Any, Literal
 
+import anyio
+import anyio.to_thread
 import sqlalchemy as sa
 from litestar import MediaType, Request, Response, get
 from litestar.enums import ScopeType
@@ -21,6 +23,7 @@ from stockdata.errors import StockDataError
 from stockdata.logs import get_logger, scrub_text
 
 access_log = get_logger("query_api.access")
+log = get_logger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
 
@@ -95,41 +98,84 @@ class RequestContextMiddleware(ASGIMiddleware):
     "/health/live", summary="Liveness", tags=["health"], include_in_schema=True, cache_control=None
 )
 async def live() -> m.Live:
-    """The process is up (the trivial JSON route; also the framework floor in benchmarks)."""
+    """The process is healthy: its event loop answers (also the framework floor in benchmarks).
+
+    Nothing outside the process is checked: a catalog or lake outage must not get pods
+    restarted (the kubelet's liveness probe reads this).
+    """
     return m.Live(status="ok")
+
+
+#: What a health body says about a part that is down: never a host, socket path or credential.
+CATALOG_DOWN = "the catalog database cannot be reached"
+LAKE_DOWN = "the lake cannot be read"
+
+
+#: How long readiness waits for the catalog: under the kubelet probe's 5 s timeout, so an
+#: unanswering Postgres (a partition: connects hang for DATABASE_CONNECT_TIMEOUT) is
+#: reported as down instead of failing the probe, with room for a loaded node's slow answer.
+CATALOG_CHECK_SECONDS = 3.0
+CATALOG_SLOW = "the catalog database did not answer within 3 s"
+
+
+def _catalog_up(services: Services) -> None:
+    with services.catalog.session() as session:
+        session.execute(sa.text("SELECT 1"))
 
 
 @get(
     "/health/ready",
     summary="Readiness",
     tags=["health"],
-    sync_to_thread=True,
     responses={
         503: ResponseSpec(
-            data_container=m.Health, description="Not ready: `checks` names what is down."
+            data_container=m.Health,
+            description="Not ready: this pod cannot read the lake. `checks` names what is down.",
         )
     },
 )
-def ready(request: Request[Any, Any, Any]) -> Response[m.Health]:
-    """Catalog and lake reachable; 503 naming what is down."""
+async def ready(request: Request[Any, Any, Any]) -> Response[m.Health]:
+    """Ready when this pod can answer reads (the lake); the catalog's state is reported.
+
+    200 `ok`, or 200 `degraded` when only the catalog is down (EoD, delta and SQL reads
+    still answer: ADR 0004), 503 `unavailable` when the lake cannot be read. The catalog
+    check gets at most `CATALOG_CHECK_SECONDS`.
+    """
     services: Services = request.app.state.services
-    checks: dict[str, m.Check] = {}
+    catalog = m.Check(status="down", detail=CATALOG_SLOW)
+    with anyio.move_on_after(CATALOG_CHECK_SECONDS):
+        try:
+            # abandoned (left to finish in its thread) when it takes too long
+            await anyio.to_thread.run_sync(_catalog_up, services, abandon_on_cancel=True)
+            catalog = m.Check(status="up")
+        except (StockDataError, sa.exc.SQLAlchemyError) as exc:
+            log.warning("ready_catalog_down", error=scrub_text(_first_line(exc)))
+            catalog = m.Check(status="down", detail=CATALOG_DOWN)
     version = None
     try:
-        with services.catalog.session() as session:
-            session.execute(sa.text("SELECT 1"))
-        checks["catalog"] = m.Check(status="up")
-    except (StockDataError, sa.exc.SQLAlchemyError) as exc:
-        detail = exc.message if isinstance(exc, StockDataError) else str(exc).splitlines()[0]
-        checks["catalog"] = m.Check(status="down", detail=scrub_text(detail))
-    try:
-        version = services.store.ping()
-        checks["lake"] = m.Check(status="up")
+        version = await anyio.to_thread.run_sync(services.store.ping)
+        lake = m.Check(status="up")
     except StockDataError as exc:
-        checks["lake"] = m.Check(status="down", detail=scrub_text(exc.message))
-    ok = all(c.status == "up" for c in checks.values())
-    body = m.Health(status="ok" if ok else "unavailable", checks=checks, lake_version=version)
-    return Response(body, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
+        log.warning("ready_lake_down", error=scrub_text(exc.message))
+        lake = m.Check(status="down", detail=LAKE_DOWN)
+    lake_up = lake.status == "up"
+    status: Literal["ok", "degraded", "unavailable"] = (
+        "unavailable" if not lake_up else "ok" if catalog.status == "up" else "degraded"
+    )
+    body = m.Health(
+        status=status,
+        checks={"catalog": catalog, "lake": lake},
+        lake_version=version,
+        engine=services.store.engine(),  # informational: serving form or duckdb
+    )
+    return Response(
+        body, status_code=200 if lake_up else 503, headers={"Cache-Control": "no-store"}
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    text = exc.message if isinstance(exc, StockDataError) else str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 @get(

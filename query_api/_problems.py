@@ -125,6 +125,15 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return problem_response(
             request, status=exc.http_status, code=exc.code, detail=exc.message, headers=headers
         )
+    if isinstance(exc, RecursionError):
+        # msgspec (and any recursive reader) gives up on input nested deeper than the stack:
+        # the input is at fault, not the server.
+        return problem_response(
+            request,
+            status=400,
+            code="invalid-input",
+            detail="the request is nested too deeply to read",
+        )
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
         log.warning("catalog_unreachable", error=scrub_text(str(exc).splitlines()[0]))
         return problem_response(

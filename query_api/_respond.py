@@ -1,4 +1,5 @@
-"""Content negotiation, encodings (JSON, CSV, Arrow IPC), ETags and the version-keyed cache."""
+"""Content negotiation, encodings (JSON, CSV, Arrow IPC, Parquet), ETags, compression, the
+version-keyed cache, and streamed downloads."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import hashlib
 import io
 import threading
 import time
+import zlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -15,25 +17,35 @@ import msgspec
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
 from litestar import Request, Response
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.response import Stream
 from litestar.response.base import ASGIResponse
-from litestar.types import Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from query_api import _models as m
 from query_api._metrics import ApiMetrics
 from stockdata.errors import InvalidInputError
 
-Format = Literal["json", "csv", "arrow"]
+Format = Literal["json", "csv", "arrow", "parquet"]
 
 JSON = "application/json"
 CSV = "text/csv"
 ARROW = "application/vnd.apache.arrow.stream"
-_MEDIA = {"json": JSON, "csv": CSV, "arrow": ARROW}
+PARQUET = "application/vnd.apache.parquet"
+_MEDIA = {"json": JSON, "csv": CSV, "arrow": ARROW, "parquet": PARQUET}
+_EXTENSION = {"json": "json", "csv": "csv", "arrow": "arrows", "parquet": "parquet"}
+#: Answers smaller than this are sent as they are: gzip would cost more than it saves.
+COMPRESS_MIN_BYTES = 1400
 #: Accept values answered with JSON without parsing (what clients and load tools send).
 _JSON_ACCEPTS = frozenset({"*/*", "application/json"})
 _ACCEPT = {
     "application/json": "json",
     "text/csv": "csv",
     "application/vnd.apache.arrow.stream": "arrow",
+    "application/vnd.apache.parquet": "parquet",
 }
 
 
@@ -93,22 +105,131 @@ def encode_arrow(table: pa.Table) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
+def encode_parquet(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def encode_table(table: pa.Table, fmt: Format) -> bytes:
+    if fmt == "csv":
+        return encode_csv(table)
+    if fmt == "parquet":
+        return encode_parquet(table)
+    return encode_arrow(table)
+
+
+class _Chunks(io.RawIOBase):
+    """A write-only file that hands over what was written since the last `take()`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parts: list[bytes] = []
+        self._pos = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._parts.append(chunk)
+        self._pos += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def take(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts.clear()
+        return out
+
+
+def encode_batches(
+    fmt: Format, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+) -> Iterator[bytes]:
+    """CSV, Arrow IPC stream or Parquet bytes, one chunk per record batch (a Parquet row group
+    each): memory holds one batch, whatever the number of rows."""
+    sink = _Chunks()
+    writer: Any
+    if fmt == "csv":
+        writer = pacsv.CSVWriter(sink, schema)
+    elif fmt == "arrow":
+        writer = ipc.new_stream(sink, schema)
+    elif fmt == "parquet":
+        writer = pq.ParquetWriter(sink, schema)
+    else:
+        raise ValueError(f"not a streamed format: {fmt}")
+    try:
+        for batch in batches:
+            writer.write_batch(batch)
+            chunk = sink.take()
+            if chunk:
+                yield chunk
+    finally:
+        writer.close()
+    tail = sink.take()
+    if tail:
+        yield tail
+
+
+def gzip_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """`chunks` as one gzip member, compressed as they come."""
+    gz = zlib.compressobj(6, zlib.DEFLATED, 31)
+    for chunk in chunks:
+        out = gz.compress(chunk)
+        if out:
+            yield out
+    yield gz.flush()
+
+
+def accepts_gzip(scope: Scope) -> bool:
+    """True when `Accept-Encoding` allows gzip (`gzip` or `*`, q above zero)."""
+    value = header(scope, b"accept-encoding")
+    if not value:
+        return False
+    for part in value.lower().split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip() in ("gzip", "*"):
+            q = params.strip()
+            return not (q.startswith("q=") and _qvalue(q[2:]) <= 0.0)
+    return False
+
+
+def _qvalue(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class Payload:
     """What a route computed: the JSON body and, for tabular routes, the rows as Arrow."""
 
     body: msgspec.Struct
     table: pa.Table | Callable[[], pa.Table] | None = None
+    #: A page of a longer answer: sent as `X-Total-Count` and `Link` (RFC 8288) in every format.
+    pagination: m.Pagination | None = None
 
     def arrow(self) -> pa.Table | None:
         return self.table() if callable(self.table) else self.table
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Encoded:
     content: bytes
     media_type: str
     created: float
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    gzipped: bytes | None = None
+
+    def gzip(self) -> bytes:
+        """The content gzipped, compressed on first use and kept with the entry."""
+        if self.gzipped is None:
+            gz = zlib.compressobj(6, zlib.DEFLATED, 31)
+            self.gzipped = gz.compress(self.content) + gz.flush()
+        return self.gzipped
 
 
 class ResponseCache:
@@ -170,7 +291,7 @@ class ResponseCache:
 def request_key(request: Request[Any, Any, Any], fmt: Format) -> str:
     raw = request.scope.get("query_string", b"").decode("latin-1")
     query = "&".join(sorted(raw.split("&"))) if "&" in raw else raw
-    return f"{request.scope['method']} {request.scope['path']}?{query}#{fmt}"
+    return f"GET {request.scope['path']}?{query}#{fmt}"  # HEAD describes the GET
 
 
 def etag_for(version: int | None, key: str) -> str:
@@ -179,12 +300,48 @@ def etag_for(version: int | None, key: str) -> str:
 
 
 def _matches(header: str | None, etag: str) -> bool:
+    """If-None-Match against `etag`, or its gzip variant (weak comparison, RFC 9110)."""
     if not header:
         return False
     if header.strip() == "*":
         return True
     tags = {t.strip().removeprefix("W/") for t in header.split(",")}
-    return etag in tags
+    return etag in tags or gzip_etag(etag) in tags
+
+
+def gzip_etag(etag: str) -> str:
+    """The strong validator of the gzip-coded representation (another representation)."""
+    return etag[:-1] + '-gz"'
+
+
+def link_header(request: Request[Any, Any, Any], page: m.Pagination) -> str | None:
+    """RFC 8288 `Link` with rel=next and rel=prev, relative to the request's own path."""
+    raw = request.scope.get("query_string", b"").decode("latin-1")
+    kept = [p for p in raw.split("&") if p and p.partition("=")[0] not in ("offset", "limit")]
+    path = request.scope.get("root_path", "") + request.scope["path"]
+
+    def target(offset: int) -> str:
+        query = "&".join([*kept, f"limit={page.limit}", f"offset={offset}"])
+        return f"<{path}?{query}>"
+
+    links = []
+    if page.next_offset is not None:
+        links.append(f'{target(page.next_offset)}; rel="next"')
+    if page.offset > 0:
+        links.append(f'{target(max(0, page.offset - page.limit))}; rel="prev"')
+    return ", ".join(links) or None
+
+
+def page_headers(
+    request: Request[Any, Any, Any], page: m.Pagination | None
+) -> tuple[tuple[bytes, bytes], ...]:
+    if page is None:
+        return ()
+    out = [(b"x-total-count", str(page.total).encode())]
+    link = link_header(request, page)
+    if link is not None:
+        out.append((b"link", link.encode("latin-1")))
+    return tuple(out)
 
 
 class _RawAsgi:
@@ -254,7 +411,6 @@ class RawResponse(Response[bytes]):
             or encoded_headers
             or headers
             or is_head_response
-            or request.scope["method"] == "HEAD"
         ):
             self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in self.raw_headers}
             return super().to_asgi_response(
@@ -270,18 +426,22 @@ class RawResponse(Response[bytes]):
                 type_encoders=type_encoders,
             )
         status = self.status_code or 200
-        return cast(ASGIResponse, _RawAsgi(status, self.raw_headers, self.content))
+        # HEAD: the GET's headers (Content-Length included), no body.
+        body = b"" if request.scope["method"] == "HEAD" else self.content
+        return cast(ASGIResponse, _RawAsgi(status, self.raw_headers, body))
 
 
 def _raw(name: str, value: str) -> tuple[bytes, bytes]:
     return name.lower().encode("latin-1"), value.encode("latin-1")
 
 
-_VARY = _raw("Vary", "Accept, Authorization, X-API-Key")
+_VARY = _raw("Vary", "Accept, Accept-Encoding, Authorization, X-API-Key")
+_GZIP = _raw("Content-Encoding", "gzip")
 _CONTENT_TYPE = {
     JSON: _raw("Content-Type", JSON),
     CSV: _raw("Content-Type", CSV + "; charset=utf-8"),
     ARROW: _raw("Content-Type", ARROW),
+    PARQUET: _raw("Content-Type", PARQUET),
 }
 
 
@@ -303,40 +463,80 @@ class Responder:
         compute: Callable[[], Payload],
         max_age: float | None = None,
         admit: Literal["always", "repeat"] = "always",
+        fmt: Format | None = None,
     ) -> Response[Any]:
         """The answer to `request`: 304, cached bytes, or `compute()` encoded and cached.
 
         `admit="repeat"` is for answers as cheap to compute as to fetch: they enter the cache
-        on their second request (see `ResponseCache`)."""
-        fmt = negotiate(request, allowed)
+        on their second request (see `ResponseCache`). Bodies of at least
+        `COMPRESS_MIN_BYTES` are gzipped when the client accepts it (once per cache entry)."""
+        fmt = fmt or negotiate(request, allowed)
         key = request_key(request, fmt)
         etag = etag_for(version, key)
-        age = int(min(self.max_age, self.max_age if max_age is None else max_age))
-        headers = [
-            (b"etag", etag.encode("latin-1")),
-            (b"cache-control", self._cache_control.get(age) or self._control(age)),
-            _VARY,
-        ]
+        headers = self._validators(etag, max_age)
         if _matches(header(request.scope, b"if-none-match"), etag):
             self.metrics.cache_result("not_modified")
             return RawResponse(b"", status_code=304, raw_headers=headers)
         hit = self.cache.get(version, key)
         if hit is not None:
             self.metrics.cache_result("hit")
-            return self._ok(hit.content, hit.media_type, headers)
+            return self._ok(request, hit, headers)
         self.metrics.cache_result("miss")
         payload = compute()
         table = None if fmt == "json" else payload.arrow()
         if table is None:
             content = msgspec.json.encode(payload.body)
             media = JSON
-        elif fmt == "csv":
-            content, media = encode_csv(table), CSV
         else:
-            content, media = encode_arrow(table), ARROW
+            content, media = encode_table(table, fmt), _MEDIA[fmt]
+        entry = Encoded(content, media, time.monotonic(), page_headers(request, payload.pagination))
         if admit == "always" or self.cache.seen_before(version, key):
-            self.cache.put(version, key, Encoded(content, media, time.monotonic()))
-        return self._ok(content, media, headers)
+            self.cache.put(version, key, entry)
+        return self._ok(request, entry, headers)
+
+    def respond_stream(
+        self,
+        request: Request[Any, Any, Any],
+        *,
+        version: int | None,
+        fmt: Format,
+        filename: str,
+        total: int,
+        schema: pa.Schema,
+        batches: Callable[[], Iterable[pa.RecordBatch]],
+    ) -> Response[Any]:
+        """A whole answer streamed as it is read (`batches()` runs on the first chunk), with
+        `Content-Disposition: attachment` and `X-Total-Count`; never cached in memory."""
+        key = request_key(request, fmt)
+        etag = etag_for(version, key)
+        raw = self._validators(etag, None)
+        if _matches(header(request.scope, b"if-none-match"), etag):
+            self.metrics.cache_result("not_modified")
+            return RawResponse(b"", status_code=304, raw_headers=raw)
+        gz = fmt != "parquet" and accepts_gzip(request.scope)  # Parquet compresses its pages
+        if gz:
+            raw[0] = (b"etag", gzip_etag(etag).encode("latin-1"))
+            raw.append(_GZIP)
+        raw.append((b"content-disposition", f'attachment; filename="{filename}"'.encode()))
+        raw.append((b"x-total-count", str(total).encode()))
+        out = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+        media = _MEDIA[fmt]  # Litestar adds `; charset=utf-8` to text types
+        if request.scope["method"] == "HEAD":
+            return Stream(iter(()), media_type=media, headers=out)
+
+        def body() -> Iterator[bytes]:
+            chunks = encode_batches(fmt, schema, batches())
+            yield from gzip_chunks(chunks) if gz else chunks
+
+        return Stream(body(), media_type=media, headers=out)
+
+    def _validators(self, etag: str, max_age: float | None) -> list[tuple[bytes, bytes]]:
+        age = int(min(self.max_age, self.max_age if max_age is None else max_age))
+        return [
+            (b"etag", etag.encode("latin-1")),
+            (b"cache-control", self._cache_control.get(age) or self._control(age)),
+            _VARY,
+        ]
 
     def _control(self, age: int) -> bytes:
         value = f"public, max-age={age}".encode()
@@ -344,10 +544,57 @@ class Responder:
         return value
 
     @staticmethod
-    def _ok(content: bytes, media: str, headers: list[tuple[bytes, bytes]]) -> RawResponse:
-        headers.append(_CONTENT_TYPE.get(media) or _raw("Content-Type", media))
+    def _ok(
+        request: Request[Any, Any, Any], entry: Encoded, headers: list[tuple[bytes, bytes]]
+    ) -> RawResponse:
+        content = entry.content
+        if len(content) >= COMPRESS_MIN_BYTES and accepts_gzip(request.scope):
+            content = entry.gzip()
+            headers[0] = (b"etag", gzip_etag(headers[0][1].decode("latin-1")).encode("latin-1"))
+            headers.append(_GZIP)
+        headers.append(
+            _CONTENT_TYPE.get(entry.media_type) or _raw("Content-Type", entry.media_type)
+        )
         headers.append((b"content-length", str(len(content)).encode()))
-        return RawResponse(content, status_code=200, raw_headers=headers, media_type=media)
+        headers.extend(entry.headers)
+        return RawResponse(
+            content, status_code=200, raw_headers=headers, media_type=entry.media_type
+        )
+
+
+class HeadMiddleware(ASGIMiddleware):
+    """HEAD on a GET route: the GET's status and headers, the body dropped on the way out."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if scope.get("method") != "HEAD":
+            await next_app(scope, receive, send)
+            return
+
+        async def drop_body(message: Message) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                message = {**message, "body": b""}  # type: ignore[typeddict-item]
+            await send(message)
+
+        await next_app(scope, receive, drop_body)
+
+
+def allow_head(handlers: Iterable[Any]) -> None:
+    """Let every GET route handler answer HEAD too (with `HeadMiddleware`, body dropped).
+
+    Called before the handlers are registered: a route's methods are fixed then."""
+    for handler in handlers:
+        methods = getattr(handler, "http_methods", None)
+        if methods is not None and "GET" in methods:
+            handler.http_methods = {*methods, "HEAD"}
+        allow_head(getattr(handler, "route_handlers", ()))
+
+
+def attachment_name(stem: str, fmt: Format) -> str:
+    """A safe download file name: `stem` reduced to [A-Za-z0-9._-], plus the format's suffix."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in stem)
+    return f"{safe}.{_EXTENSION[fmt]}"
 
 
 def media_type_of(fmt: Format) -> str:

@@ -31,13 +31,28 @@ from query_api._auth import require_role
 from query_api._data import BAR_SCHEMA, Bars
 from query_api._flags import DELTA_API, SQL_API, TICKER_API
 from query_api._problems import PROBLEM_MEDIA_TYPE, Problem
-from query_api._respond import ARROW, Payload, encode_arrow, encode_csv, negotiate
+from query_api._respond import (
+    _JSON_ACCEPTS,
+    ARROW,
+    Format,
+    Payload,
+    allow_head,
+    attachment_name,
+    encode_arrow,
+    encode_csv,
+    header,
+    negotiate,
+    page_headers,
+)
+from query_api._sandbox import SqlSandbox
 from query_api._settings import ApiSettings
 from query_api._state import Services
 from stockdata.errors import FeatureDisabledError, InvalidInputError
+from stockdata.symbols import SYMBOL_PATTERN
 
-SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,31}$"
 MIC_PATTERN = r"^[A-Za-z]{4}$"
+#: Free text searched in the catalog: anything printable (Postgres refuses NUL in text).
+SEARCH_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 
 TICKER_FLAG = TICKER_API
 DELTA_FLAG = DELTA_API
@@ -47,6 +62,44 @@ _FORMAT_NOTE = " Formats: JSON by default; CSV with `Accept: text/csv` or `forma
 _ARROW_NOTE = (
     "; Arrow IPC stream with `Accept: application/vnd.apache.arrow.stream` or `format=arrow`"
 )
+_STREAM_NOTE = (
+    "; Parquet with `Accept: application/vnd.apache.parquet` or `format=parquet`. "
+    "A range in CSV, Arrow or Parquet without `limit` is one streamed download of every row "
+    "(`Content-Disposition: attachment`, `X-Total-Count`); JSON, and any format with `limit`, "
+    "is a page with `X-Total-Count` and `Link` (rel=next/prev) headers"
+)
+#: Formats of the bar routes; CSV, Arrow and Parquet ranges stream whole.
+BAR_FORMATS: tuple[Format, ...] = ("json", "csv", "arrow", "parquet")
+
+
+_FORMAT_DOC = "Answer format; overrides `Accept`."
+FormatAll = Annotated[
+    str | None,
+    QueryParameter(
+        name="format",
+        required=False,
+        description=_FORMAT_DOC,
+        schema_extra={"enum": list(BAR_FORMATS)},
+    ),
+]
+FormatTabular = Annotated[
+    str | None,
+    QueryParameter(
+        name="format",
+        required=False,
+        description=_FORMAT_DOC,
+        schema_extra={"enum": ["json", "csv", "arrow"]},
+    ),
+]
+FormatFlat = Annotated[
+    str | None,
+    QueryParameter(
+        name="format",
+        required=False,
+        description=_FORMAT_DOC,
+        schema_extra={"enum": ["json", "csv"]},
+    ),
+]
 
 Symbol = Annotated[
     str,
@@ -79,7 +132,8 @@ DateParam = Annotated[
     QueryParameter(
         name="date",
         required=False,
-        description="ISO date, e.g. 2008-10-10.",
+        description="ISO date, e.g. 2008-10-10. Not together with `from`/`to` (400 "
+        "`invalid-range`).",
         examples=[Example(value="2008-10-10")],
     ),
 ]
@@ -88,7 +142,8 @@ FromParam = Annotated[
     QueryParameter(
         name="from",
         required=False,
-        description="First date of the range (inclusive).",
+        description="First date of the range (inclusive). Not together with `date`; at most "
+        "`API_MAX_RANGE_YEARS` before `to` (400 `invalid-range` / `range-too-large`).",
         examples=[Example(value="2008-09-01")],
     ),
 ]
@@ -97,11 +152,23 @@ ToParam = Annotated[
     QueryParameter(
         name="to",
         required=False,
-        description="Last date of the range (inclusive).",
+        description="Last date of the range (inclusive), not before `from`. Not together with "
+        "`date` (400 `invalid-range`).",
         examples=[Example(value="2008-10-10")],
     ),
 ]
 OffsetParam = Annotated[int, QueryParameter(ge=0, le=1_000_000_000, description="Rows to skip.")]
+Sort = Annotated[Literal["asc", "desc"], QueryParameter(description="Date order.")]
+
+
+def _op(name: str) -> Callable[..., str]:
+    """A stable, hand-named operationId; the implied HEAD operation (dropped from the
+    document) gets its own, as operationIds must be unique."""
+
+    def operation_id(_handler: Any, method: Any, _path: Any) -> str:
+        return name + "Head" if method == "HEAD" else name
+
+    return operation_id
 
 
 def _problems(*statuses: int) -> dict[int, ResponseSpec]:
@@ -120,24 +187,65 @@ def _problems(*statuses: int) -> dict[int, ResponseSpec]:
 ERRORS = _problems(400, 401, 403, 404, 406, 413, 422, 429, 500, 503)
 
 
+def _errors(bad_request: str) -> dict[int, ResponseSpec]:
+    """ERRORS with the route's own 400 description: the rules between its parameters."""
+    return {
+        **ERRORS,
+        400: ResponseSpec(
+            data_container=Problem,
+            media_type=PROBLEM_MEDIA_TYPE,
+            description="400 problem (RFC 9457): `invalid-input` for a parameter outside its "
+            "schema, and " + bad_request,
+            generate_examples=False,
+        ),
+    }
+
+
+#: The rules between `date`, `from` and `to` that one parameter's schema cannot state.
+RANGE_RULES = (
+    "`invalid-range` when `date` is combined with `from` or `to`, or `from` is after `to`; "
+    "`range-too-large` when `from`..`to` (or `from`..today) spans more than "
+    "`API_MAX_RANGE_YEARS`."
+)
+DELTA_RULES = (
+    "`invalid-range` when `from`/`to` are sent without `series=true`, when `series=true` is "
+    "combined with `date`, or `from` is after `to`; `range-too-large` when `from`..`to` spans "
+    "more than `API_MAX_RANGE_YEARS`."
+)
+
+
 def hot_path(
     fn: Callable[..., Response[Any]],
 ) -> Callable[..., Coroutine[Any, Any, Response[Any]]]:
-    """Answer on the event loop when the hot index holds the current version, else in a thread.
+    """Answer on the event loop when the serving form holds the current version, else in a
+    thread.
 
-    The index path is pure numpy (microseconds), so the thread hop would cost more than the
-    lookup; DuckDB queries and the Delta log poll always run in a worker thread.
+    The serving path is numpy over mapped pages (microseconds), so the thread hop would cost
+    more than the lookup; DuckDB queries and the Delta log poll always run in a worker thread.
     """
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Response[Any]:
         store = services_of(kwargs["request"]).store
         fresh, version = store.fresh_version()
-        if fresh and not kwargs.get("series") and store.index_for(version) is not None:
+        if (
+            fresh
+            and not kwargs.get("series")
+            and not _maybe_not_json(kwargs["request"].scope)
+            and store.index_for(version) is not None
+        ):
             return fn(*args, **kwargs)
         return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
     return wrapper
+
+
+def _maybe_not_json(scope: Scope) -> bool:
+    """True when the request may ask for CSV, Arrow or Parquet (perhaps a long stream)."""
+    if b"format=" in scope.get("query_string", b""):
+        return True
+    accept = header(scope, b"accept")
+    return bool(accept) and accept not in _JSON_ACCEPTS
 
 
 def services_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:
@@ -146,11 +254,17 @@ def services_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:
 
 
 async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Authenticate (when an authenticator is configured), then check the route's flag."""
+    """Authenticate (unless `AuthMiddleware` already did), then check the route's flag."""
     services = services_of(connection)
-    principal = await services.authenticator.authenticate(_headers(connection.scope))
-    # What `connection.state.principal = ...` does, without a State wrapper per request.
-    connection.scope.setdefault("state", {})["principal"] = principal
+    # What `connection.state.principal` reads, without a State wrapper per request.
+    state = connection.scope.setdefault("state", {})
+    principal = state.get("principal")
+    if principal is None:
+        error = state.get("auth_error")
+        if error is not None:  # AuthMiddleware already tried the credential
+            raise error
+        principal = await services.authenticator.authenticate(_headers(connection.scope))
+        state["principal"] = principal
     flag = handler.opt.get("flag")
     if flag and not services.flags.is_enabled(flag):
         raise FeatureDisabledError(f"this endpoint is switched off here (flag {flag})", flag=flag)
@@ -203,7 +317,56 @@ async def authorize(request: Request[Any, Any, Any]) -> None:
     exactly like a guard, but without the copy of the route handler Litestar makes for every
     guard call (about a fifth of a hot-index lookup's time).
     """
-    await guard(request, request.scope["route_handler"])
+    handler = request.scope["route_handler"]
+    await guard(request, handler)
+    raw: bytes = request.scope.get("query_string", b"")
+    if raw:
+        check_query_names(raw, handler)
+
+
+_PATH_PARAM = re.compile(r"\{(\w+):")
+
+
+def query_names(handler: BaseRouteHandler) -> frozenset[str]:
+    """The query parameters `handler` declares (by their wire names), computed once."""
+    names: frozenset[str] | None = handler.opt.get("query_names")
+    if names is None:
+        path_names = {n for p in getattr(handler, "paths", ()) for n in _PATH_PARAM.findall(p)}
+        found = set()
+        for name, field in handler.parsed_fn_signature.parameters.items():
+            if name in ("request", "data") or name in path_names:
+                continue
+            kwarg = field.kwarg_definition
+            found.add(getattr(kwarg, "name", None) or name)
+        names = frozenset(found)
+        handler.opt["query_names"] = names
+    return names
+
+
+def check_query_names(raw: bytes, handler: BaseRouteHandler) -> None:
+    """400 `unknown-parameter` naming every query parameter the route does not take: a typo
+    (`?form=2008-01-01`) must not silently answer something else."""
+    allowed = query_names(handler)
+    unknown = []
+    for part in raw.split(b"&"):
+        name = part.partition(b"=")[0]
+        if not name:
+            continue
+        text = name.decode("latin-1")
+        if "%" in text or "+" in text:
+            from urllib.parse import unquote_plus
+
+            text = unquote_plus(text)
+        if text not in allowed and text not in unknown:
+            unknown.append(text)
+    if unknown:
+        listed = ", ".join(repr(u) for u in unknown)
+        takes = ", ".join(sorted(allowed)) or "none"
+        raise InvalidInputError(
+            f"unknown query parameter {listed}; this route takes: {takes}",
+            code="unknown-parameter",
+            parameters=unknown,
+        )
 
 
 #: The parameters the point-lookup lane reads; any other one sends a request the long way.
@@ -263,6 +426,17 @@ def _check_range(settings: ApiSettings, lo: dt.date | None, hi: dt.date | None) 
                 "split it into several requests",
                 code="range-too-large",
             )
+
+
+def _check_order(lo: dt.date | None, hi: dt.date | None) -> None:
+    if lo is not None and hi is not None and lo > hi:
+        raise InvalidInputError(
+            f"from ({lo.isoformat()}) is after to ({hi.isoformat()})", code="invalid-range"
+        )
+
+
+def _span(lo: dt.date | None, hi: dt.date | None) -> str:
+    return f"{lo.isoformat() if lo else 'start'}_{hi.isoformat() if hi else 'end'}"
 
 
 def _bars(bars: Bars) -> list[m.Bar]:
@@ -328,6 +502,16 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             examples=[Example(value=21)],
         ),
     ]
+    PageLimit = Annotated[  # noqa: N806
+        int | None,
+        QueryParameter(
+            ge=1,
+            le=max_page,
+            required=False,
+            description=f"Page size (at most {max_page}; {default_page} for JSON when absent). "
+            "Absent on a CSV, Arrow or Parquet range: the whole range, streamed.",
+        ),
+    ]
     MoversLimit = Annotated[  # noqa: N806
         int, QueryParameter(ge=1, le=max_page, description="How many tickers.")
     ]
@@ -337,6 +521,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @get(
         "/exchanges",
         sync_to_thread=True,
+        operation_id=_op("listExchanges"),
         responses=ERRORS,
         summary="List exchanges",
         tags=["catalog"],
@@ -351,6 +536,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @get(
         "/exchanges/{mic:str}",
         sync_to_thread=True,
+        operation_id=_op("getExchange"),
         responses=ERRORS,
         summary="One exchange",
         tags=["catalog"],
@@ -371,6 +557,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @get(
         "/tickers",
         sync_to_thread=True,
+        operation_id=_op("searchTickers"),
         responses=ERRORS,
         summary="Search tickers",
         tags=["catalog"],
@@ -382,25 +569,29 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             QueryParameter(
                 required=False,
                 max_length=64,
-                description="Symbol prefix or part of the name.",
+                pattern=SEARCH_PATTERN,
+                description="Symbol prefix or part of the name (no control characters).",
                 examples=[Example(value="MS")],
             ),
         ] = None,
         exchange: ExchangeParam = None,
         limit: Limit = default_page,
         offset: OffsetParam = 0,
-    ) -> m.TickerPage:
+    ) -> Response[m.TickerPage]:
         services = services_of(request)
         with services.catalog.session() as session:
             rows, total = catalog.search_tickers(
                 session, query=q or None, exchange_mic=_upper(exchange), limit=limit, offset=offset
             )
             data = [_ticker(t, mic) for t, mic in rows]
-        return m.TickerPage(data=data, pagination=_page(limit, offset, total))
+        page = _page(limit, offset, total)
+        links = {k.decode(): v.decode("latin-1") for k, v in page_headers(request, page)}
+        return Response(m.TickerPage(data=data, pagination=page), headers=links)
 
     @get(
         "/tickers/{symbol:str}",
         sync_to_thread=True,
+        operation_id=_op("getTicker"),
         responses=ERRORS,
         summary="One ticker",
         tags=["catalog"],
@@ -425,21 +616,51 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         date_to: dt.date | None = None,
         adjusted: bool = False,
         sort: Literal["asc", "desc"] = "asc",
-        limit: int = default_page,
+        limit: int | None = None,
         offset: int = 0,
+        whole: bool = False,
     ) -> Response[m.BarPage]:
-        """`GET /v1/eod/{symbol}` once its parameters are parsed (by Litestar or the lane)."""
+        """`GET /v1/eod/{symbol}` once its parameters are parsed (by Litestar or the lane).
+
+        `whole` (the history route): no range means every bar, not the latest one."""
         services = services_of(request)
         if date is not None and (date_from is not None or date_to is not None):
             raise InvalidInputError("pass either date or from/to, not both", code="invalid-range")
+        fmt = negotiate(request, BAR_FORMATS)
         lo, hi = (date, date) if date is not None else (date_from, date_to)
-        _check_range(settings, lo, hi)
-        lo_hi_latest = lo is None and hi is None
-        if lo is not None and hi is None:
-            _check_range(settings, lo, dt.date.today())
-        if hi is not None and lo is None:
-            lo = dt.date(hi.year - settings.api_max_range_years, hi.month, 1)
+        lo_hi_latest = lo is None and hi is None and not whole
+        streamed = fmt != "json" and limit is None and offset == 0 and date is None
+        streamed = streamed and not lo_hi_latest
+        if streamed or whole:
+            _check_order(lo, hi)
+        else:
+            _check_range(settings, lo, hi)
+            if lo is not None and hi is None:
+                _check_range(settings, lo, dt.date.today())
+            if hi is not None and lo is None:
+                lo = dt.date(max(1, hi.year - settings.api_max_range_years), hi.month, 1)
         version = services.store.current_version()
+        if streamed:
+            resolved = services.store.resolve(sym, mic, version)
+            stream = services.store.stream_bars(
+                symbol=sym,
+                exchange=resolved,
+                version=version,
+                date_from=lo,
+                date_to=hi,
+                adjusted=adjusted,
+                order=sort,
+            )
+            return services.responder.respond_stream(
+                request,
+                version=version,
+                fmt=fmt,
+                filename=attachment_name(f"{sym}_{resolved}_{_span(lo, hi)}", fmt),
+                total=stream.total,
+                schema=stream.schema,
+                batches=stream.batches,
+            )
+        page_size = default_page if limit is None else limit
 
         def compute() -> Payload:
             resolved = services.store.resolve(sym, mic, version)
@@ -455,7 +676,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
                     offset=0,
                     order="desc",
                 )
-                total = min(total, 1)
+                pagination = _page(1, 0, min(total, 1))
             else:
                 table, total = services.store.bars(
                     sym,
@@ -464,19 +685,19 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
                     date_from=lo,
                     date_to=hi,
                     adjusted=adjusted,
-                    limit=limit,
+                    limit=page_size,
                     offset=offset,
                     order=sort,
                 )
+                pagination = _page(page_size, offset, total)
             page = m.BarPage(
                 data=_bars(table),
-                pagination=_page(
-                    limit if not lo_hi_latest else 1, offset if not lo_hi_latest else 0, total
-                ),
+                pagination=pagination,
                 adjusted=adjusted,
                 lake_version=version,
             )
-            return Payload(page, table.table)
+            ranged = not lo_hi_latest and date is None  # a point lookup is not a page
+            return Payload(page, table.table, pagination if ranged else None)
 
         # One bar from the hot index costs about what a cache hit does: cache it when asked
         # for again, not on first sight.
@@ -484,9 +705,10 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         return services.responder.respond(
             request,
             version=version,
-            allowed=("json", "csv", "arrow"),
+            allowed=BAR_FORMATS,
             compute=compute,
             admit="repeat" if one_bar else "always",
+            fmt=fmt,
         )
 
     async def eod_point_lane(request: Request[Any, Any, Any]) -> Response[m.BarPage] | None:
@@ -499,7 +721,8 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         escaped one, a value the strict forms below do not match, a cold index) returns
         None, and Litestar parses, validates and answers as usual.
         """
-        await authorize(request)
+        # `simple_query` admits only the lane's own parameters: no unknown-name check needed.
+        await guard(request, request.scope["route_handler"])
         query = simple_query(request.scope["query_string"], _POINT_LOOKUP_PARAMS)
         if query is None or "date" not in query:
             return None
@@ -524,10 +747,11 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
 
     @get(
         "/eod/{symbol:str}",
-        responses=ERRORS,
+        operation_id=_op("getEodBars"),
+        responses=_errors(RANGE_RULES),
         summary="Bars of one ticker",
-        description="One date (`date`), a range (`from`/`to`), or the latest bar; sorted by date."
-        + _FORMAT_NOTE.format(arrow=_ARROW_NOTE),
+        description="One date (`date`), a range (`from`/`to`), or the latest bar; sorted by date. "
+        "`date` and `from`/`to` exclude each other." + _FORMAT_NOTE.format(arrow=_ARROW_NOTE),
         tags=["eod"],
         opt={"flag": TICKER_FLAG},
         middleware=[PointLane(eod_point_lane)],
@@ -541,9 +765,10 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         date_to: ToParam = None,
         exchange: ExchangeParam = None,
         adjusted: Adjusted = False,
-        sort: Annotated[Literal["asc", "desc"], QueryParameter(description="Date order.")] = "asc",
-        limit: Limit = default_page,
+        sort: Sort = "asc",
+        limit: PageLimit = None,
         offset: OffsetParam = 0,
+        format: FormatAll = None,
     ) -> Response[m.BarPage]:
         return eod_page(
             request,
@@ -559,7 +784,44 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         )
 
     @get(
+        "/eod/{symbol:str}/history",
+        sync_to_thread=True,
+        operation_id=_op("getEodHistory"),
+        responses=ERRORS,
+        summary="Whole history of one ticker",
+        description="Every bar of the ticker (or of `from`..`to`), oldest first by default, "
+        "with no limit on the span." + _FORMAT_NOTE.format(arrow=_ARROW_NOTE + _STREAM_NOTE),
+        tags=["eod"],
+        opt={"flag": TICKER_FLAG},
+    )
+    def eod_history(
+        request: Request[Any, Any, Any],
+        symbol: Symbol,
+        date_from: FromParam = None,
+        date_to: ToParam = None,
+        exchange: ExchangeParam = None,
+        adjusted: Adjusted = False,
+        sort: Sort = "asc",
+        limit: PageLimit = None,
+        offset: OffsetParam = 0,
+        format: FormatAll = None,
+    ) -> Response[m.BarPage]:
+        return eod_page(
+            request,
+            symbol.upper(),
+            _upper(exchange),
+            date_from=date_from,
+            date_to=date_to,
+            adjusted=adjusted,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+            whole=True,
+        )
+
+    @get(
         "/eod/{symbol:str}/latest",
+        operation_id=_op("getLatestBar"),
         responses=ERRORS,
         summary="Latest bar of one ticker",
         description="The most recent bar in the lake." + _FORMAT_NOTE.format(arrow=""),
@@ -572,62 +834,112 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         symbol: Symbol,
         exchange: ExchangeParam = None,
         adjusted: Adjusted = False,
+        format: FormatFlat = None,
     ) -> Response[m.LatestBar]:
         return _latest(request, symbol.upper(), _upper(exchange), adjusted)
 
     @get(
         "/eod",
+        operation_id=_op("getEodOnDate"),
         responses=ERRORS,
-        summary="Every ticker on one date",
-        description="All bars of one trading date, by ticker."
-        + _FORMAT_NOTE.format(arrow=_ARROW_NOTE),
+        summary="Every ticker on one date or over a date range",
+        description="All bars of one trading date (`date`, by ticker) or of a range "
+        "(`from`/`to`, by date then ticker)."
+        + _FORMAT_NOTE.format(arrow=_ARROW_NOTE + _STREAM_NOTE),
         tags=["eod"],
         opt={"flag": TICKER_FLAG},
     )
     @hot_path
     def eod_on_date(
         request: Request[Any, Any, Any],
-        date: Annotated[
-            dt.date,
-            QueryParameter(
-                name="date", description="ISO date.", examples=[Example(value="2008-10-10")]
-            ),
-        ],
+        date: DateParam = None,
+        date_from: FromParam = None,
+        date_to: ToParam = None,
         exchange: ExchangeParam = None,
         adjusted: Adjusted = False,
-        limit: Limit = max_page,
+        limit: PageLimit = None,
         offset: OffsetParam = 0,
+        format: FormatAll = None,
     ) -> Response[m.BarPage]:
         services = services_of(request)
+        if date is not None and (date_from is not None or date_to is not None):
+            raise InvalidInputError("pass either date or from/to, not both", code="invalid-range")
+        if date is None and date_from is None and date_to is None:
+            raise InvalidInputError("pass date, or from and/or to", code="invalid-range")
+        fmt = negotiate(request, BAR_FORMATS)
         mic = _upper(exchange)
+        lo, hi = (date, date) if date is not None else (date_from, date_to)
+        streamed = fmt != "json" and limit is None and offset == 0
+        if streamed:
+            _check_order(lo, hi)
+        else:
+            _check_range(settings, lo, hi)
         version = services.store.current_version()
+        if streamed:
+            stream = services.store.stream_bars(
+                symbol=None,
+                exchange=mic,
+                version=version,
+                date_from=lo,
+                date_to=hi,
+                adjusted=adjusted,
+            )
+            stem = f"eod_{mic}_{_span(lo, hi)}" if mic else f"eod_{_span(lo, hi)}"
+            return services.responder.respond_stream(
+                request,
+                version=version,
+                fmt=fmt,
+                filename=attachment_name(stem, fmt),
+                total=stream.total,
+                schema=stream.schema,
+                batches=stream.batches,
+            )
+        page_size = max_page if limit is None else limit
 
         def compute() -> Payload:
-            table, total = services.store.on_date(
-                date, exchange=mic, version=version, adjusted=adjusted, limit=limit, offset=offset
-            )
+            if date is not None:
+                table, total = services.store.on_date(
+                    date,
+                    exchange=mic,
+                    version=version,
+                    adjusted=adjusted,
+                    limit=page_size,
+                    offset=offset,
+                )
+            else:
+                table, total = services.store.between(
+                    exchange=mic,
+                    date_from=lo,
+                    date_to=hi,
+                    adjusted=adjusted,
+                    limit=page_size,
+                    offset=offset,
+                )
+            pagination = _page(page_size, offset, total)
             page = m.BarPage(
                 data=_bars(table),
-                pagination=_page(limit, offset, total),
+                pagination=pagination,
                 adjusted=adjusted,
                 lake_version=version,
             )
-            return Payload(page, table.table)
+            return Payload(page, table.table, pagination)
 
         return services.responder.respond(
-            request, version=version, allowed=("json", "csv", "arrow"), compute=compute
+            request, version=version, allowed=BAR_FORMATS, compute=compute, fmt=fmt
         )
 
     # -- deltas and movers ----------------------------------------------------------------------
 
     @get(
         "/eod/{symbol:str}/delta",
-        responses=ERRORS,
+        operation_id=_op("getDelta"),
+        responses=_errors(DELTA_RULES),
         summary="Change over N trading sessions",
         description="Absolute and percent change of the close over N sessions ending at `date` "
         "(the last session on or before it; the latest when absent). Session order, not "
         "calendar days. Fewer than N earlier sessions: null change with a `reason`. "
-        "`series=true` returns the rolling N-session change for every session in `from`..`to`."
+        "`series=true` returns the rolling N-session change for every session in `from`..`to`; "
+        "`from`/`to` need `series=true`, and `series=true` takes no `date`."
         + _FORMAT_NOTE.format(arrow=_ARROW_NOTE + " (series)"),
         tags=["deltas"],
         opt={"flag": DELTA_FLAG},
@@ -645,6 +957,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         adjusted: Adjusted = False,
         limit: Limit = default_page,
         offset: OffsetParam = 0,
+        format: FormatTabular = None,
     ) -> Response[m.DeltaResponse | m.DeltaSeries]:
         if not series:
             if date_from is not None or date_to is not None:
@@ -662,6 +975,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             table, total = services.store.delta_series(
                 sym,
                 exchange=resolved,
+                version=version,
                 days=days,
                 date_from=date_from,
                 date_to=date_to,
@@ -669,22 +983,12 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
                 limit=limit,
                 offset=offset,
             )
-            rows = [
-                m.Delta(
-                    **r,
-                    reason=None
-                    if r["start_date"] is not None
-                    else f"fewer than {days} earlier sessions",
-                )
-                for r in table.to_pylist()
-            ]
+            rows = [m.Delta(**r) for r in table.to_pylist()]
+            pagination = _page(limit, offset, total)
             body = m.DeltaSeries(
-                data=rows,
-                pagination=_page(limit, offset, total),
-                adjusted=adjusted,
-                lake_version=version,
+                data=rows, pagination=pagination, adjusted=adjusted, lake_version=version
             )
-            return Payload(body, table)
+            return Payload(body, table, pagination)
 
         return services.responder.respond(
             request, version=version, allowed=("json", "csv", "arrow"), compute=compute
@@ -692,10 +996,11 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
 
     @get(
         "/movers",
+        operation_id=_op("getMovers"),
         responses=ERRORS,
         summary="Top gainers or losers over N sessions",
         description="Tickers with a bar on `date`, ranked by percent change of the close over N "
-        "sessions ending there (ties by ticker)." + _FORMAT_NOTE.format(arrow=""),
+        "sessions ending there (ties by ticker)." + _FORMAT_NOTE.format(arrow=_ARROW_NOTE),
         tags=["deltas"],
         opt={"flag": DELTA_FLAG},
     )
@@ -715,6 +1020,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             Literal["gainers", "losers"], QueryParameter(description="Ranking.")
         ] = "gainers",
         adjusted: Adjusted = False,
+        format: FormatTabular = None,
     ) -> Response[m.MoversResponse]:
         services = services_of(request)
         mic = _upper(exchange)
@@ -756,65 +1062,64 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             return Payload(body, _structs_table(data, m.Mover))
 
         return services.responder.respond(
-            request, version=version, allowed=("json", "csv"), compute=compute
+            request, version=version, allowed=("json", "csv", "arrow"), compute=compute
         )
 
     # -- SQL ----------------------------------------------------------------------------------
 
     @post(
         "/sql",
-        sync_to_thread=True,
-        responses=ERRORS,
+        operation_id=_op("runSql"),
+        responses=_errors(
+            "`sql-refused` / `sql-invalid` / `sql-error` when the statement is not one plain "
+            "read the sandbox allows, does not parse or fails; the body takes `sql` (not "
+            "empty) and `limit` (at least 1) and no other field."
+        ),
         summary="Run one read-only SQL query",
         description="One SELECT or WITH statement over the views `eod`, `eod_deltas`, "
         "`eod_rejects`, in a sandboxed worker with time, row and byte limits. Needs the analyst "
-        "role. JSON by default; CSV or Arrow IPC stream by `Accept` or `format`.",
+        "role. JSON by default; CSV or Arrow IPC stream by `Accept` or `format`. When every "
+        "worker is busy and the queue is full: 503 `sql-busy` with `Retry-After`.",
         tags=["sql"],
         opt={"flag": SQL_FLAG, "role": "analyst"},
         status_code=200,
     )
-    def run_sql(
-        request: Request[Any, Any, Any], data: JSONBody[m.SqlRequest]
+    async def run_sql(
+        request: Request[Any, Any, Any],
+        data: JSONBody[m.SqlRequest],
+        format: FormatTabular = None,
     ) -> Response[m.SqlResponse]:
         services = services_of(request)
         fmt = negotiate(request, ("json", "csv", "arrow"))
-        if services.sandbox is None:
+        sandbox, gate = services.sandbox, services.sql_gate
+        if sandbox is None or gate is None:
             raise FeatureDisabledError(
                 "the SQL sandbox is not available in this build", code="feature-disabled"
             )
-        result = services.sandbox.run(data.sql, limit=data.limit)
-        table: pa.Table = result.table
-        headers = {"Cache-Control": "no-store", "X-Truncated": str(bool(result.truncated)).lower()}
-        if fmt == "csv":
-            return Response(encode_csv(table), media_type="text/csv", headers=headers)  # type: ignore[arg-type]
-        if fmt == "arrow":
-            return Response(encode_arrow(table), media_type=ARROW, headers=headers)  # type: ignore[arg-type]
-        import msgspec
-
-        body = m.SqlResponse(
-            columns=[m.SqlColumn(name=f.name, type=str(f.type)) for f in table.schema],
-            rows=[list(r.values()) for r in table.to_pylist()],
-            row_count=table.num_rows,
-            truncated=bool(result.truncated),
-            elapsed_ms=round(float(result.elapsed_ms), 3),
-        )
-        return Response(msgspec.json.encode(body), media_type="application/json", headers=headers)  # type: ignore[arg-type]
+        # the blocking call and the encoding run on the SQL limiter's threads (SqlGate)
+        return await gate.run(functools.partial(_sql_answer, sandbox, data, fmt))
 
     # -- legacy routes --------------------------------------------------------------------------
 
     @get(
         "/eod/ticker/{ticker:str}",
+        operation_id=_op("getLatestBarLegacy"),
+        deprecated=True,
         responses=ERRORS,
         summary="Latest bar (legacy route)",
         tags=["legacy"],
         opt={"flag": TICKER_FLAG},
     )
     @hot_path
-    def legacy_latest(request: Request[Any, Any, Any], ticker: Symbol) -> Response[m.LatestBar]:
+    def legacy_latest(
+        request: Request[Any, Any, Any], ticker: Symbol, format: FormatFlat = None
+    ) -> Response[m.LatestBar]:
         return _latest(request, ticker.upper(), None, False)
 
     @get(
         "/eod/ticker/{ticker:str}/delta/{days:int}",
+        operation_id=_op("getDeltaLegacy"),
+        deprecated=True,
         responses=ERRORS,
         summary="Change over N sessions to the latest bar (legacy route)",
         tags=["legacy"],
@@ -822,10 +1127,26 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     )
     @hot_path
     def legacy_delta(
-        request: Request[Any, Any, Any], ticker: Symbol, days: Days
+        request: Request[Any, Any, Any], ticker: Symbol, days: Days, format: FormatTabular = None
     ) -> Response[m.DeltaResponse]:
         return _delta_point(request, ticker.upper(), None, days, None, False)
 
+    allow_head(
+        [
+            list_exchanges,
+            one_exchange,
+            list_tickers,
+            one_ticker,
+            eod_bars,
+            eod_history,
+            eod_latest,
+            eod_on_date,
+            eod_delta,
+            movers,
+            legacy_latest,
+            legacy_delta,
+        ]
+    )
     v1 = Router(
         path="/v1",
         route_handlers=[
@@ -834,6 +1155,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             list_tickers,
             one_ticker,
             eod_bars,
+            eod_history,
             eod_latest,
             eod_on_date,
             eod_delta,
@@ -846,6 +1168,26 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         path="/", route_handlers=[legacy_latest, legacy_delta], before_request=authorize
     )
     return [v1, legacy]
+
+
+def _sql_answer(sandbox: SqlSandbox, data: m.SqlRequest, fmt: str) -> Response[Any]:
+    import msgspec
+
+    result = sandbox.run(data.sql, limit=data.limit)
+    table: pa.Table = result.table
+    headers = {"Cache-Control": "no-store", "X-Truncated": str(bool(result.truncated)).lower()}
+    if fmt == "csv":
+        return Response(encode_csv(table), media_type="text/csv", headers=headers)
+    if fmt == "arrow":
+        return Response(encode_arrow(table), media_type=ARROW, headers=headers)
+    body = m.SqlResponse(
+        columns=[m.SqlColumn(name=f.name, type=str(f.type)) for f in table.schema],
+        rows=[list(r.values()) for r in table.to_pylist()],
+        row_count=table.num_rows,
+        truncated=bool(result.truncated),
+        elapsed_ms=round(float(result.elapsed_ms), 3),
+    )
+    return Response(msgspec.json.encode(body), media_type="application/json", headers=headers)
 
 
 def _latest(
@@ -899,7 +1241,7 @@ def _delta_point(
         )
 
     return services.responder.respond(
-        request, version=version, allowed=("json", "csv"), compute=compute
+        request, version=version, allowed=("json", "csv", "arrow"), compute=compute
     )
 
 

@@ -1,17 +1,23 @@
 """The SQL sandbox behind `POST /v1/sql`: one read-only query over the lake's views.
 
-Two layers. In this process, the statement is parsed by DuckDB itself and refused unless it
-is exactly one SELECT/WITH whose relations are the views `eod`, `eod_deltas`, `eod_rejects`
-(or its own CTEs) and whose table functions are pure generators (`range`, `unnest`...).
-In a worker process (`query_api._sandbox_worker`), DuckDB runs it with external access off
-except the lake's directory, extension install/load off, Python replacement scans off, the
-configuration locked, and memory and thread limits set. A query past its time limit gets
-its worker killed (SIGKILL) and replaced: the sandbox keeps serving.
+Four layers, each tested on its own (ADR 0005):
+1. the statement check (`query_api._sql_check`): an allow-list over DuckDB's parse tree,
+   scope by scope: known query shapes, the three views or CTEs in scope, known-safe functions;
+2. the data: the worker loads no extension; it reads a pinned snapshot's Parquet files
+   (`lake.local_snapshot`, copied to local disk for a lake on ADLS) with DuckDB's built-in
+   reader, external access off except those files, the configuration locked;
+3. the OS (`query_api._confine`): Landlock (read only the Python install and the snapshot,
+   write only a private temporary directory, execute nothing, no TCP), seccomp (no
+   sockets, no exec), no new privileges, an address-space limit for the whole worker;
+4. the process: `python -I -S` with a minimal environment (no secrets), its own session (a
+   terminal's Ctrl-C does not reach it), killed (SIGKILL) and replaced past the time limit;
+   answers travel as JSON and Arrow IPC, never pickle.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import queue
@@ -22,17 +28,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import duckdb
 import pyarrow as pa
-from pydantic import Field
+from pydantic import ByteSize, Field
 
+import lake
 from lake import LakeSettings
-from query_api._sandbox_worker import write_frame
+from query_api._sandbox_worker import MAX_CONTROL_FRAME, write_frame
+from query_api._sql_check import VIEWS, StatementChecker, refuse
 from stockdata.config import StockdataSettings
 from stockdata.errors import (
     InvalidInputError,
@@ -45,12 +50,7 @@ from stockdata.logs import get_logger
 
 log = get_logger(__name__)
 
-#: Relations a query may name (besides its own CTEs).
-VIEWS = frozenset({"eod", "eod_deltas", "eod_rejects"})
-#: Table functions that read nothing outside the query itself.
-PURE_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
-#: Leading keywords of a statement that only reads.
-_READ_KEYWORDS = frozenset({"select", "with", "from", "values", "("})
+__all__ = ["VIEWS", "SqlResult", "SqlSandbox", "SqlSettings", "StatementChecker"]
 
 
 class SqlSettings(StockdataSettings):
@@ -71,7 +71,12 @@ class SqlSettings(StockdataSettings):
         default=20_000, ge=16, description="Longest SQL text accepted, in characters."
     )
     sql_memory_limit: str = Field(
-        default="512MB", description="DuckDB memory_limit of each worker."
+        default="384MB", description="DuckDB memory_limit of each worker."
+    )
+    sql_worker_address_space: ByteSize = Field(
+        default=ByteSize(768 * 1024**2),
+        description="Address-space limit (RLIMIT_AS) of each whole worker process: DuckDB, "
+        "Python, pyarrow and the result together can never map more.",
     )
     sql_threads: int = Field(default=1, ge=1, description="DuckDB threads of each worker.")
     sql_max_temp_size: str = Field(
@@ -86,7 +91,17 @@ class SqlSettings(StockdataSettings):
     sql_snapshot_poll_seconds: float = Field(
         default=5.0,
         ge=0,
-        description="A worker checks the lake for a new table version at most this often.",
+        description="The sandbox checks the lake for a new table version at most this often.",
+    )
+    sql_mirror_dir: Path | None = Field(
+        default=None,
+        description="Local directory the Parquet files of a lake on ADLS are copied into for "
+        "the workers (default: a directory under the system temp dir).",
+    )
+    sql_require_landlock: bool = Field(
+        default=False,
+        description="Refuse to run SQL on a kernel without Landlock (the worker stays "
+        "confined by seccomp, rlimits and DuckDB's own settings otherwise).",
     )
 
 
@@ -99,138 +114,109 @@ class SqlResult:
     elapsed_ms: float
 
 
-def _refuse(reason: str) -> InvalidInputError:
-    return InvalidInputError(f"SQL refused: {reason}", code="sql-refused")
+def _stdlib_path() -> list[str]:
+    """The standard library's entries of this interpreter's sys.path (zip, lib, lib-dynload)."""
+    base = os.path.realpath(sys.base_prefix)
+    return [
+        p
+        for p in sys.path
+        if p and os.path.realpath(p).startswith(base + os.sep) and "site-packages" not in p
+    ]
 
 
-def _strip_leading_comments(sql: str) -> str:
-    text = sql.lstrip()
-    while True:
-        if text.startswith("--"):
-            text = text.split("\n", 1)[1].lstrip() if "\n" in text else ""
-        elif text.startswith("/*"):
-            end = text.find("*/")
-            text = text[end + 2 :].lstrip() if end >= 0 else ""
-        else:
-            return text
+def _package_dirs() -> list[str]:
+    """Where DuckDB and pyarrow are installed: the only packages the worker imports."""
+    dirs = []
+    for name in ("duckdb", "_duckdb", "pyarrow", "numpy"):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        origin = Path(spec.origin).resolve()
+        dirs.append(str(origin.parent if spec.submodule_search_locations else origin))
+    return dirs
 
 
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            yield item
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+def _import_path() -> list[str]:
+    """The worker's whole sys.path: this folder, the standard library, DuckDB's site-packages."""
+    here = str(Path(__file__).resolve().parent)
+    spec = importlib.util.find_spec("duckdb")
+    site = [str(Path(spec.origin).resolve().parent.parent)] if spec and spec.origin else []
+    return list(dict.fromkeys([here, *_stdlib_path(), *site]))
 
 
-class StatementChecker:
-    """Parses SQL with DuckDB (in memory, nothing attached) and refuses all but plain reads."""
+def _worker_reads() -> list[str]:
+    """What the worker may read besides the snapshot: the Python it runs, nothing else."""
+    here = str(Path(__file__).resolve().parent)
+    return [*_SYSTEM_READ, here, *_stdlib_path(), *_package_dirs()]
 
-    def __init__(self, *, max_length: int) -> None:
-        self._max_length = max_length
-        self._lock = threading.Lock()
-        self._con = duckdb.connect(
-            config={
-                "enable_external_access": False,
-                "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False,
-                "python_enable_replacements": False,
-            }
-        )
 
-    def check(self, sql: str) -> str:
-        """The one statement in `sql`, or InvalidInputError(code="sql-refused") saying why not."""
-        if not sql.strip():
-            raise _refuse("the query is empty")
-        if len(sql) > self._max_length:
-            raise _refuse(f"the query is longer than {self._max_length} characters")
-        try:
-            statements = duckdb.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise InvalidInputError(
-                f"SQL does not parse: {str(exc).strip().splitlines()[0]}", code="sql-invalid"
-            ) from exc
-        if len(statements) != 1:
-            raise _refuse(f"exactly one statement is allowed, got {len(statements)}")
-        statement = statements[0]
-        if statement.type != duckdb.StatementType.SELECT:
-            raise _refuse(f"only SELECT or WITH queries are allowed, not {statement.type.name}")
-        text = statement.query
-        head = _strip_leading_comments(text)
-        first = head[:1] if head.startswith("(") else head.split(None, 1)[0].lower()
-        if first not in _READ_KEYWORDS:
-            raise _refuse(f"only SELECT or WITH queries are allowed, not {first.upper()}")
-        with self._lock:
-            row = self._con.execute("SELECT json_serialize_sql(?)", [text]).fetchone()
-        tree = json.loads(row[0]) if row else {"error": True}
-        if tree.get("error"):
-            raise _refuse(f"only SELECT or WITH queries are allowed ({tree.get('error_message')})")
-        ctes: set[str] = set()
-        for node in _walk(tree):
-            cte_map = node.get("cte_map")
-            if isinstance(cte_map, dict):
-                ctes.update(str(e.get("key", "")).lower() for e in cte_map.get("map", []))
-        for node in _walk(tree):
-            kind = node.get("type")
-            if kind == "TABLE_FUNCTION":
-                name = str(node.get("function", {}).get("function_name", "")).lower()
-                if name not in PURE_TABLE_FUNCTIONS:
-                    raise _refuse(
-                        f"table function {name}() is not allowed; query the views "
-                        "eod, eod_deltas, eod_rejects"
-                    )
-            elif kind == "BASE_TABLE":
-                name = str(node.get("table_name", "")).lower()
-                schema = str(node.get("schema_name", "")).lower()
-                catalog = str(node.get("catalog_name", "")).lower()
-                if (catalog or schema not in {"", "main"}) or (
-                    name not in VIEWS and not (name in ctes and not schema)
-                ):
-                    shown = ".".join(p for p in (catalog, schema, name) if p)
-                    raise _refuse(
-                        f"relation {shown!r} is not allowed; query the views "
-                        "eod, eod_deltas, eod_rejects"
-                    )
-        return text
-
-    def close(self) -> None:
-        self._con.close()
+#: System paths every dynamically linked Python needs to read (shared libraries, its own
+#: cgroup limits, which DuckDB reads to size its memory).
+_SYSTEM_READ = (
+    "/lib",
+    "/lib64",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/local/lib",
+    "/etc/ld.so.cache",
+    "/proc/self",
+    "/sys/fs/cgroup",
+    "/dev/null",
+    "/dev/urandom",
+)
+#: The worker's whole environment: nothing of the server's (no secrets, no PYTHON*).
+_WORKER_ENV = {
+    "LC_ALL": "C.UTF-8",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "ARROW_DEFAULT_MEMORY_POOL": "system",
+}
 
 
 class _Worker:
-    """One worker process and its pipes."""
+    """One confined worker process bound to one snapshot of the lake, and its pipes."""
 
-    def __init__(self, lake_settings: LakeSettings, settings: SqlSettings) -> None:
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    def __init__(self, snapshot: lake.Snapshot, settings: SqlSettings) -> None:
+        self.version = snapshot.version
+        self.temp_directory = tempfile.mkdtemp(prefix="stockdata-sql-")
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("_sandbox_worker.py"))],
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                str(Path(__file__).with_name("_sandbox_worker.py")),
+                *_import_path(),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=env,
+            env=dict(_WORKER_ENV),
             close_fds=True,
+            start_new_session=True,
+            cwd=self.temp_directory,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._in = self.proc.stdin
         self._out_fd = self.proc.stdout.fileno()
         self.ready = False
-        self.temp_directory = tempfile.mkdtemp(prefix="stockdata-sql-")
-        limits = {
-            name: getattr(settings, name)
-            for name in (
-                "sql_threads",
-                "sql_memory_limit",
-                "sql_max_bytes",
-                "sql_snapshot_poll_seconds",
-                "sql_max_temp_size",
-            )
+        self.confinement: dict[str, object] = {}
+        files = snapshot.paths
+        init = {
+            "op": "init",
+            "version": snapshot.version,
+            "views": lake.snapshot_views_sql(snapshot),
+            "allowed_paths": files,
+            "read": [*_worker_reads(), *snapshot.roots],
+            "list_only": _import_path(),
+            "temp_directory": self.temp_directory,
+            "threads": settings.sql_threads,
+            "memory_limit": settings.sql_memory_limit,
+            "max_temp_size": settings.sql_max_temp_size,
+            "max_bytes": settings.sql_max_bytes,
+            "address_space": int(settings.sql_worker_address_space),
+            "require_landlock": settings.sql_require_landlock,
         }
-        limits["temp_directory"] = self.temp_directory
-        write_frame(self._in, ("init", lake_settings, limits))
+        self._max_reply = 2 * settings.sql_max_bytes + (1 << 20)
+        write_frame(self._in, json.dumps(init).encode())
 
     def _read_exact(self, size: int, deadline: float) -> bytes:
         chunks = []
@@ -248,23 +234,48 @@ class _Worker:
             size -= len(chunk)
         return b"".join(chunks)
 
-    def receive(self, timeout: float) -> Any:
-        import pickle
-
-        deadline = time.monotonic() + timeout
+    def _frame(self, deadline: float, limit: int) -> bytes:
         size = int.from_bytes(self._read_exact(8, deadline), "big")
-        return pickle.loads(self._read_exact(size, deadline))  # noqa: S301 - our own child
+        if size > limit:
+            raise EOFError(f"the worker sent a frame of {size} bytes (at most {limit})")
+        return self._read_exact(size, deadline)
+
+    def receive(self, timeout: float) -> dict[str, object]:
+        """The next JSON control frame (anything else is a broken worker: EOFError)."""
+        deadline = time.monotonic() + timeout
+        try:
+            message = json.loads(self._frame(deadline, MAX_CONTROL_FRAME))
+        except (ValueError, RecursionError) as exc:
+            raise EOFError("the worker sent a malformed frame") from exc
+        if not isinstance(message, dict):
+            raise EOFError("the worker sent a malformed frame")
+        return message
+
+    def receive_table(self, timeout: float) -> pa.Table:
+        """The Arrow IPC frame that follows an `ok` reply, parsed and fully validated."""
+        data = self._frame(time.monotonic() + timeout, self._max_reply)
+        try:
+            table = pa.ipc.open_stream(pa.BufferReader(data)).read_all()
+            table.validate(full=True)
+        except (pa.ArrowException, ValueError) as exc:
+            raise EOFError("the worker sent a malformed Arrow stream") from exc
+        return table
 
     def wait_ready(self, timeout: float) -> None:
         if self.ready:
             return
         message = self.receive(timeout)
-        if message[0] != "ready":
-            raise EOFError(f"sandbox worker failed to start: {message!r}")
+        if message.get("op") == "failed":
+            raise EOFError(f"sandbox worker failed to start: {message.get('message')}")
+        if message.get("op") != "ready":
+            raise EOFError("sandbox worker failed to start")
+        confinement = message.get("confinement")
+        self.confinement = dict(confinement) if isinstance(confinement, dict) else {}
         self.ready = True
+        log.info("sql_worker_ready", pid=self.proc.pid, version=self.version, **self.confinement)
 
-    def send(self, obj: object) -> None:
-        write_frame(self._in, obj)
+    def send(self, obj: dict[str, object]) -> None:
+        write_frame(self._in, json.dumps(obj).encode())
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -278,14 +289,20 @@ class _Worker:
     def stop(self) -> None:
         """Close the pipe (the worker exits on EOF); kill it if it lingers."""
         if self.proc.stdin is not None and not self.proc.stdin.closed:
-            self.proc.stdin.close()
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
         self.kill()
 
 
 class SqlSandbox:
-    """A pool of locked-down DuckDB worker processes answering one query each at a time."""
+    """A pool of confined worker processes answering one query each at a time.
+
+    Workers are bound to the snapshot they started with; when the lake gains a version, the
+    next checkout replaces an idle worker of the old one (the old keeps answering until
+    then, so a query never sees half of a new version).
+    """
 
     def __init__(self, lake_settings: LakeSettings, settings: SqlSettings) -> None:
         self._lake = lake_settings
@@ -294,14 +311,25 @@ class SqlSandbox:
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()
+        self._snapshot: lake.Snapshot | None = None
+        self._checked = -float("inf")
         self._closed = False
+        self._mirror: Path | None = None
+        if lake_settings.is_azure:
+            self._mirror = settings.sql_mirror_dir or Path(tempfile.gettempdir()) / (
+                "stockdata-sql-mirror"
+            )
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the worker processes (they become ready in the background)."""
-        for _ in range(self._settings.sql_workers):
-            self._spawn()
+        """Start the worker processes (they become ready in the background); no lake: later."""
+        try:
+            snapshot = self.snapshot()
+        except NotFoundError:
+            return
+        self._fill(snapshot)
 
     def close(self) -> None:
         """Stop every worker."""
@@ -320,19 +348,43 @@ class SqlSandbox:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _spawn(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            worker = _Worker(self._lake, self._settings)
-            self._all.add(worker)
-        self._idle.put(worker)
+    def snapshot(self) -> lake.Snapshot:
+        """The lake's current snapshot, re-read at most every `sql_snapshot_poll_seconds`."""
+        with self._snapshot_lock:
+            now = time.monotonic()
+            if (
+                self._snapshot is None
+                or now - self._checked >= self._settings.sql_snapshot_poll_seconds
+            ):
+                latest = lake.open_table(self._lake, lake.EOD_TABLE)
+                if latest is None:
+                    self._checked = now
+                    self._snapshot = None
+                    raise NotFoundError(
+                        f"no eod_prices table at {self._lake.table_uri(lake.EOD_TABLE)}: load "
+                        "data first (`stockdata ingest load` or `stockdata demo --no-serve`)"
+                    )
+                if self._snapshot is None or int(latest.version()) != self._snapshot.version:
+                    self._snapshot = lake.local_snapshot(self._lake, mirror=self._mirror)
+                self._checked = now
+            return self._snapshot
+
+    def _fill(self, snapshot: lake.Snapshot) -> None:
+        while True:
+            with self._lock:
+                if self._closed or len(self._all) >= self._settings.sql_workers:
+                    return
+                worker = _Worker(snapshot, self._settings)
+                self._all.add(worker)
+            self._idle.put(worker)
 
     def _discard(self, worker: _Worker) -> None:
+        """Kill a worker and start its replacement at once (it warms up while idle)."""
         with self._lock:
             self._all.discard(worker)
         worker.kill()
-        self._spawn()
+        if self._snapshot is not None:
+            self._fill(self._snapshot)
 
     @property
     def worker_pids(self) -> list[int]:
@@ -340,11 +392,39 @@ class SqlSandbox:
         with self._lock:
             return sorted(w.proc.pid for w in self._all)
 
+    @property
+    def confinement(self) -> dict[str, object]:
+        """What the OS confinement of the last ready worker applied (for health and tests)."""
+        with self._lock:
+            for worker in self._all:
+                if worker.ready:
+                    return dict(worker.confinement)
+        return {}
+
     # -- queries --------------------------------------------------------------------------
 
     def check(self, sql: str) -> str:
         """Refuse anything but one plain read (see `StatementChecker.check`)."""
         return self._checker.check(sql)
+
+    def _checkout(self, snapshot: lake.Snapshot, deadline: float) -> _Worker:
+        while True:
+            self._fill(snapshot)
+            try:
+                worker = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TransientError(
+                    "every SQL worker is busy; retry shortly", code="sql-busy", retry_after=1.0
+                ) from None
+            if worker.proc.poll() is not None:
+                log.warning(
+                    "sql_worker_gone", pid=worker.proc.pid, returncode=worker.proc.returncode
+                )
+            elif worker.version != snapshot.version:
+                log.info("sql_worker_retired", pid=worker.proc.pid, version=worker.version)
+            else:
+                return worker
+            self._discard(worker)
 
     def run(self, sql: str, *, limit: int | None = None) -> SqlResult:
         """Run one checked query in a worker; rows beyond `limit`/caps are cut off.
@@ -360,28 +440,20 @@ class SqlSandbox:
             raise InvalidInputError("limit must be at least 1", code="sql-invalid")
         max_rows = min(limit or self._settings.sql_max_rows, self._settings.sql_max_rows)
         timeout = self._settings.sql_timeout_seconds
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                worker = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TransientError(
-                    "every SQL worker is busy; retry shortly", code="sql-busy", retry_after=1.0
-                ) from None
-            if worker.proc.poll() is None:
-                break
-            log.warning("sql_worker_gone", pid=worker.proc.pid, returncode=worker.proc.returncode)
-            self._discard(worker)
+        snapshot = self.snapshot()
+        worker = self._checkout(snapshot, time.monotonic() + timeout)
         try:
             worker.wait_ready(self._settings.sql_start_timeout_seconds)
-        except (TimeoutError, EOFError, OSError):
+        except (TimeoutError, EOFError, OSError) as exc:
+            log.warning("sql_worker_start_failed", pid=worker.proc.pid, error=str(exc))
             self._discard(worker)
             raise TransientError(
                 "the SQL worker did not start; retry shortly", code="sql-busy", retry_after=1.0
             ) from None
         try:
-            worker.send(("run", text, max_rows))
+            worker.send({"op": "run", "sql": text, "max_rows": max_rows})
             reply = worker.receive(timeout)
+            table = worker.receive_table(timeout) if reply.get("op") == "ok" else None
         except TimeoutError:
             log.warning("sql_timeout", timeout_seconds=timeout, pid=worker.proc.pid)
             self._discard(worker)
@@ -389,28 +461,36 @@ class SqlSandbox:
                 f"the query ran longer than {timeout:g} s and was stopped; narrow it down",
                 code="sql-timeout",
             ) from None
-        except (EOFError, OSError, BrokenPipeError):
-            log.warning("sql_worker_died", pid=worker.proc.pid, returncode=worker.proc.poll())
+        except (EOFError, OSError) as exc:
+            log.warning(
+                "sql_worker_died",
+                pid=worker.proc.pid,
+                returncode=worker.proc.poll(),
+                error=str(exc),
+            )
             self._discard(worker)
             raise ResourceLimitError(
                 "the query was aborted (the worker ran out of resources); narrow it down",
                 code="sql-aborted",
             ) from None
         self._idle.put(worker)
-        if reply[0] == "error":
-            raise _error(reply[1], reply[2])
-        _, ipc, truncated, elapsed_ms = reply
-        table = pa.ipc.open_stream(ipc).read_all()
-        return SqlResult(table=table, truncated=bool(truncated), elapsed_ms=float(elapsed_ms))
+        if table is None:
+            raise _error(str(reply.get("code", "sql-error")), str(reply.get("message", "")))
+        return SqlResult(
+            table=table,
+            truncated=bool(reply.get("truncated")),
+            elapsed_ms=float(reply.get("elapsed_ms", 0.0)),  # type: ignore[arg-type]
+        )
 
 
 def _error(code: str, message: str) -> StockDataError:
     if code == "sql-refused":
-        return _refuse(message)
+        return refuse(message)
     if code in {"sql-memory", "sql-timeout"}:
         return ResourceLimitError(f"the query hit a resource limit: {message}", code=code)
     if code == "not-found":
         return NotFoundError(message)
-    if code in {"sql-invalid", "sql-error"}:
-        return InvalidInputError(f"SQL failed: {message}", code=code)
-    return StockDataError(f"SQL failed: {message}", code=code)
+    # Anything else the worker met came from the query itself (a cast, an Arrow conversion).
+    return InvalidInputError(
+        f"SQL failed: {message}", code=code if code == "sql-invalid" else "sql-error"
+    )

@@ -1,42 +1,53 @@
-"""The SQL sandbox's worker process: one locked-down DuckDB connection over the lake.
+"""The SQL sandbox's worker process: untrusted SQL over local Parquet files, confined by the OS.
 
-Started by `query_api._sandbox.SqlSandbox` as a script (`python .../_sandbox_worker.py`), so
-the child imports only `lake`, DuckDB and pyarrow, not the app package. It
-speaks length-prefixed pickle frames on its stdin/stdout (stdout is moved to a private fd
-and fd 1 points at stderr, so nothing a library prints can corrupt the protocol). The parent
-kills the whole process when a query runs past its time limit: DuckDB's interrupt does not
-stop every operator, a SIGKILL does.
+Started by `query_api._sandbox.SqlSandbox` as `python -I -S <this file>`: isolated mode
+ignores PYTHON* variables and the user's site directory, and no `site` import means no
+`sitecustomize`, `usercustomize` or `.pth` file is ever executed. The parent passes the exact
+`sys.path` entries it needs (the standard library, DuckDB, pyarrow, this folder).
 
-Frames in: `("init", LakeSettings, limits)` once (limits: a dict of the `SqlSettings` fields
-`sql_threads`, `sql_memory_limit`, `sql_max_bytes`, `sql_snapshot_poll_seconds`,
-`sql_max_temp_size`, plus the private `temp_directory`), then `("run", sql, max_rows)`.
-Frames out: `("ready",)` once, then per query `("ok", ipc_bytes, truncated, elapsed_ms)` or
-`("error", code, message)`.
+Order of start-up, so that every thread the worker ever runs is confined:
+1. read the init frame (standard library only);
+2. confine the process (`_confine`: rlimits, no new privileges, Landlock: read only the
+   Python install and the snapshot's files, write only a private temporary directory,
+   execute nothing, no TCP; seccomp: no sockets, no exec);
+3. import DuckDB and pyarrow, connect, define the views over the snapshot's Parquet files
+   (no extension is loaded: DuckDB's Parquet reader is built in), then lock DuckDB down:
+   external access off except those files, no extension loading, configuration locked.
+
+Protocol: length-prefixed frames (8-byte big-endian size). The parent sends JSON; the worker
+answers JSON, and for a result one more frame holding an Arrow IPC stream. Nothing is ever
+pickled: the parent never deserialises anything but JSON and Arrow from this process.
+Frames in: `{"op": "init", ...}` once, then `{"op": "run", "sql": ..., "max_rows": n}`.
+Frames out: `{"op": "ready", "confinement": {...}}` once, then per query
+`{"op": "ok", "rows": n, "truncated": b, "elapsed_ms": x}` + IPC bytes, or
+`{"op": "error", "code": ..., "message": ...}`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
-import pickle
+import signal
 import struct
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import duckdb
-    import pyarrow as pa
-
-    from lake import LakeSettings
+from typing import IO, Any
 
 _HEADER = struct.Struct("!Q")
+#: The largest control frame either side accepts (a query is at most a few tens of KB).
+MAX_CONTROL_FRAME = 1 << 20
 
 
-def write_frame(stream: IO[bytes], obj: object) -> None:
-    """Send one pickled object with an 8-byte length prefix."""
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+def write_frame(stream: IO[bytes], data: bytes) -> None:
+    """Send one frame with an 8-byte length prefix."""
     stream.write(_HEADER.pack(len(data)) + data)
     stream.flush()
+
+
+def write_json(stream: IO[bytes], obj: dict[str, Any]) -> None:
+    """Send one JSON control frame."""
+    write_frame(stream, json.dumps(obj).encode())
 
 
 def _read_exact(stream: IO[bytes], size: int) -> bytes:
@@ -50,132 +61,19 @@ def _read_exact(stream: IO[bytes], size: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_frame(stream: IO[bytes]) -> Any:
-    """Receive one object written by `write_frame`; EOFError when the other side is gone."""
+def read_json(stream: IO[bytes]) -> dict[str, Any]:
+    """Receive one JSON control frame; EOFError when the other side is gone."""
     (size,) = _HEADER.unpack(_read_exact(stream, _HEADER.size))
-    return pickle.loads(_read_exact(stream, size))  # noqa: S301 - only our own parent writes
-
-
-def allowed_directories(lake_settings: LakeSettings) -> list[str]:
-    """The only places the locked connection may read: the lake's root (local or az://)."""
-    root = lake_settings.root.rstrip("/") + "/"
-    return [root]
+    if size > MAX_CONTROL_FRAME:
+        raise EOFError(f"control frame of {size} bytes refused")
+    value = json.loads(_read_exact(stream, size))
+    if not isinstance(value, dict):
+        raise EOFError("control frame is not an object")
+    return value
 
 
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-def lock_down(
-    con: duckdb.DuckDBPyConnection,
-    lake_settings: LakeSettings,
-    *,
-    temp_directory: str | None = None,
-    max_temp_size: str | None = None,
-) -> None:
-    """Switch external access off (except the lake) and freeze the configuration.
-
-    Runs AFTER the lake's tables are attached and the extensions loaded: the Delta
-    extension keeps reading the lake's files because its root is in `allowed_directories`.
-    DuckDB also allows its own spill directory, so that is set to a private one first.
-    """
-    if temp_directory is not None:
-        con.execute(f"SET temp_directory = {_literal(temp_directory)}")
-    if max_temp_size is not None:
-        con.execute(f"SET max_temp_directory_size = {_literal(max_temp_size)}")
-    dirs = ", ".join(_literal(d) for d in allowed_directories(lake_settings))
-    con.execute(f"SET allowed_directories = [{dirs}]")
-    con.execute("SET enable_external_access = false")
-    con.execute("SET python_enable_replacements = false")
-    con.execute("SET autoinstall_known_extensions = false")
-    con.execute("SET autoload_known_extensions = false")
-    con.execute("SET lock_configuration = true")
-
-
-def locked_connection(
-    lake_settings: LakeSettings,
-    *,
-    threads: int,
-    memory_limit: str,
-    temp_directory: str | None = None,
-    max_temp_size: str | None = None,
-) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the lake's views, locked down as the sandbox runs it."""
-    import lake
-
-    con = lake.connect(lake_settings, threads=threads, memory_limit=memory_limit)
-    lock_down(con, lake_settings, temp_directory=temp_directory, max_temp_size=max_temp_size)
-    return con
-
-
-class _Session:
-    """The worker's connection, rebuilt when the lake's table gains a new version."""
-
-    def __init__(self, lake_settings: LakeSettings, limits: dict[str, Any]) -> None:
-        self.lake_settings = lake_settings
-        self.threads = int(limits["sql_threads"])
-        self.memory_limit = str(limits["sql_memory_limit"])
-        self.max_bytes = int(limits["sql_max_bytes"])
-        self.poll_seconds = float(limits["sql_snapshot_poll_seconds"])
-        self.temp_directory = limits.get("temp_directory")
-        self.max_temp_size = limits.get("sql_max_temp_size")
-        self.con: duckdb.DuckDBPyConnection | None = None
-        self.version: int | None = None
-        self.checked = 0.0
-
-    def _latest_version(self) -> int | None:
-        import lake
-
-        table = lake.open_table(self.lake_settings, lake.EOD_TABLE)
-        return None if table is None else int(table.version())
-
-    def connection(self) -> duckdb.DuckDBPyConnection:
-        now = time.monotonic()
-        if self.con is not None and now - self.checked < self.poll_seconds:
-            return self.con
-        latest = self._latest_version()
-        self.checked = now
-        if self.con is None or latest != self.version:
-            fresh = locked_connection(
-                self.lake_settings,
-                threads=self.threads,
-                memory_limit=self.memory_limit,
-                temp_directory=self.temp_directory,
-                max_temp_size=self.max_temp_size,
-            )
-            if self.con is not None:
-                self.con.close()
-            self.con, self.version = fresh, latest
-        return self.con
-
-    def run(self, sql: str, max_rows: int) -> tuple[pa.Table, bool]:
-        import pyarrow as pa
-
-        con = self.connection().cursor()
-        try:
-            result = con.execute(sql)
-            reader = result.to_arrow_reader(min(max_rows + 1, 8_192))
-            batches: list[pa.RecordBatch] = []
-            rows = 0
-            size = 0
-            truncated = False
-            max_bytes = self.max_bytes
-            for batch in reader:
-                if rows + batch.num_rows > max_rows:
-                    batch = batch.slice(0, max_rows - rows)
-                    truncated = True
-                if size + batch.nbytes > max_bytes:
-                    per_row = max(1, batch.nbytes // max(1, batch.num_rows))
-                    batch = batch.slice(0, max(0, (max_bytes - size) // per_row))
-                    truncated = True
-                batches.append(batch)
-                rows += batch.num_rows
-                size += batch.nbytes
-                if truncated:
-                    break
-            return pa.Table.from_batches(batches, schema=reader.schema), truncated
-        finally:
-            con.close()
 
 
 def _error_code(exc: BaseException) -> str:
@@ -183,7 +81,7 @@ def _error_code(exc: BaseException) -> str:
 
     if isinstance(exc, duckdb.PermissionException):
         return "sql-refused"
-    if isinstance(exc, duckdb.OutOfMemoryException):
+    if isinstance(exc, duckdb.OutOfMemoryException | MemoryError):
         return "sql-memory"
     if isinstance(exc, duckdb.InterruptException):
         return "sql-timeout"
@@ -196,58 +94,120 @@ def _error_code(exc: BaseException) -> str:
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return text[0][:500] if text else type(exc).__name__
+
+
+class Session:
+    """The worker's locked DuckDB connection over one snapshot of the lake."""
+
+    def __init__(self, init: dict[str, Any]) -> None:
+        import duckdb
+
+        self.max_bytes = int(init["max_bytes"])
+        temp = str(init["temp_directory"])
+        con = duckdb.connect(
+            config={
+                "threads": int(init["threads"]),
+                "memory_limit": str(init["memory_limit"]),
+                "temp_directory": temp,
+                "max_temp_directory_size": str(init["max_temp_size"]),
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "allow_unsigned_extensions": False,
+                "allow_community_extensions": False,
+                "python_enable_replacements": False,
+            }
+        )
+        con.execute("SET GLOBAL parquet_metadata_cache = true")
+        for stmt in init["views"]:
+            con.execute(stmt)
+        files = ", ".join(_literal(p) for p in init["allowed_paths"])
+        con.execute(f"SET allowed_paths = [{files}]")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        self.con = con
+
+    def run(self, sql: str, max_rows: int) -> tuple[bytes, int, bool]:
+        """Run one query; the Arrow IPC stream of at most `max_rows` rows and `max_bytes`."""
+        import pyarrow as pa
+
+        cursor = self.con.cursor()
+        try:
+            reader = cursor.execute(sql).to_arrow_reader(min(max_rows + 1, 8_192))
+            sink = pa.BufferOutputStream()
+            rows = 0
+            size = 0
+            truncated = False
+            with pa.ipc.new_stream(sink, reader.schema) as writer:
+                for batch in reader:
+                    if rows + batch.num_rows > max_rows:
+                        batch = batch.slice(0, max_rows - rows)
+                        truncated = True
+                    if size + batch.nbytes > self.max_bytes:
+                        per_row = max(1, batch.nbytes // max(1, batch.num_rows))
+                        batch = batch.slice(0, max(0, (self.max_bytes - size) // per_row))
+                        truncated = True
+                    if batch.num_rows:
+                        writer.write_batch(batch)
+                    rows += batch.num_rows
+                    size += batch.nbytes
+                    if truncated:
+                        break
+            return sink.getvalue().to_pybytes(), rows, truncated
+        finally:
+            cursor.close()
 
 
 def serve(inp: IO[bytes], out: IO[bytes]) -> None:
-    """Answer queries from `inp` on `out` until the parent closes the pipe."""
-    import pyarrow as pa
-
-    message = read_frame(inp)
-    if message[0] != "init":
+    """Confine this process, then answer queries from `inp` on `out` until the pipe closes."""
+    init = read_json(inp)
+    if init.get("op") != "init":
         raise RuntimeError("the sandbox worker expects an init frame first")
-    session = _Session(message[1], message[2])
+    from _confine import confine  # the parent puts this folder on sys.path
+
+    status = confine(
+        read=init["read"],
+        write=[init["temp_directory"]],
+        list_only=init.get("list_only", []),
+        address_space=init.get("address_space"),
+        file_size=init.get("file_size"),
+        require_landlock=bool(init.get("require_landlock")),
+    )
     try:
-        session.connection()
-    except Exception:  # no lake yet: each query reports why, the worker stays up
-        session.con = None
-    write_frame(out, ("ready",))
+        session = Session(init)
+    except Exception as exc:  # the snapshot went away or is unreadable: say so, then exit
+        write_json(out, {"op": "failed", "message": _one_line(exc)})
+        return
+    write_json(out, {"op": "ready", "confinement": status, "version": init.get("version")})
     while True:
         try:
-            message = read_frame(inp)
+            message = read_json(inp)
         except EOFError:
             return
-        _, sql, max_rows = message
         started = time.perf_counter()
         try:
-            table, truncated = session.run(sql, int(max_rows))
+            ipc, rows, truncated = session.run(str(message["sql"]), int(message["max_rows"]))
         except Exception as exc:
-            from stockdata.errors import StockDataError
-
-            if isinstance(exc, StockDataError):
-                write_frame(out, ("error", exc.code, _one_line(exc)))
-            else:
-                write_frame(out, ("error", _error_code(exc), _one_line(exc)))
+            write_json(out, {"op": "error", "code": _error_code(exc), "message": _one_line(exc)})
             continue
         elapsed_ms = (time.perf_counter() - started) * 1000.0
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        write_frame(out, ("ok", sink.getvalue().to_pybytes(), truncated, elapsed_ms))
+        header = {"op": "ok", "rows": rows, "truncated": truncated, "elapsed_ms": elapsed_ms}
+        write_json(out, {**header, "bytes": len(ipc)})
+        write_frame(out, ipc)
 
 
 def main() -> None:
-    """Entry point: move the protocol off fd 1, then serve."""
+    """Entry point: argv[1:] is the worker's sys.path; move the protocol off fd 1, then serve."""
+    sys.path[:] = [p for p in sys.argv[1:] if p]
     protocol_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     inp = os.fdopen(0, "rb", buffering=0)
     out = os.fdopen(protocol_fd, "wb")
-    serve(inp, out)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this worker ends
+    with contextlib.suppress(EOFError, BrokenPipeError):
+        serve(inp, out)
 
 
 if __name__ == "__main__":
-    # Run as a script: drop this file's folder from the path so nothing in it shadows a package.
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     main()

@@ -12,8 +12,16 @@ class ApiSettings(StockdataSettings):
 
     api_host: str = Field(default="127.0.0.1", description="Interface `stockdata serve` binds.")
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port `stockdata serve` binds.")
-    api_workers: int = Field(
-        default=1, ge=1, le=64, description="Server worker processes (each holds its own reader)."
+    api_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Server worker processes (unset: one per core available to the process).",
+    )
+    api_metrics_dir: str | None = Field(
+        default=None,
+        description="Per-run directory where server workers share their metric counts "
+        "(`stockdata serve` creates one when unset; /metrics sums every worker's).",
     )
     api_server: str = Field(
         default="granian", description="ASGI server for `stockdata serve`: granian or uvicorn."
@@ -34,17 +42,19 @@ class ApiSettings(StockdataSettings):
     api_cache_entries: int = Field(
         default=20_000, ge=0, le=10_000_000, description="Responses kept in the per-process cache."
     )
-    api_hot_index: bool = Field(
+    api_serving: bool = Field(
         default=True,
-        description="Keep the pinned snapshot's bars in memory, sorted by ticker and date, for "
-        "point lookups, deltas and movers (rebuilt when a new lake version appears).",
+        description="Answer reads from the serving form of the current lake version "
+        "(memory-mapped, shared by the workers; built by `lake publish`, or by one worker "
+        "if missing). Off: DuckDB over Delta answers everything.",
     )
-    api_hot_index_max_rows: int = Field(
-        default=2_000_000,
-        ge=0,
-        description="Above this many rows the in-memory index is not built; DuckDB answers alone. "
-        "It costs about 200 bytes per row per worker process (5 GB at 25M rows), held twice "
-        "while a new version is indexed: size it to the pod's memory limit.",
+    api_serving_grace_seconds: float = Field(
+        default=120.0,
+        ge=0.0,
+        le=86_400.0,
+        description="After a new lake version appears, the previous serving form keeps "
+        "answering (with its own lake_version) this long while the new one is published; "
+        "then DuckDB answers the new version until it is.",
     )
     api_max_page_size: int = Field(
         default=5_000, ge=1, le=1_000_000, description="Largest `limit` of a paginated JSON page."

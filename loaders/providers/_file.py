@@ -61,10 +61,27 @@ def read_table(path: Path) -> pa.Table:
         magic = f.read(4)
     try:
         if path.suffix.lower() in {".parquet", ".pq"} or magic == b"PAR1":
-            return pq.read_table(path)
-        return pacsv.read_csv(path)
+            table = pq.read_table(path)
+        else:
+            table = pacsv.read_csv(path)
+        _ = table.column_names  # names are decoded lazily: a binary header fails here
+        return table
+    except UnicodeDecodeError:
+        raise InvalidInputError(
+            f"cannot read {path.name}: it is not UTF-8 text (a CSV) nor Parquet",
+            code="unreadable-file",
+        ) from None
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InvalidInputError(f"cannot read {path.name}: {exc}", code="unreadable-file") from None
+        raise InvalidInputError(
+            f"cannot read {path.name}: {_printable(str(exc))}", code="unreadable-file"
+        ) from None
+
+
+def _printable(reason: str) -> str:
+    """Arrow's reason without the bytes of the offending line (a binary file's garbage)."""
+    first = reason.strip().splitlines()[0] if reason.strip() else "unreadable"
+    first = re.sub(r"^(CSV parse error: Expected \d+ columns?, got \d+).*$", r"\1", first)
+    return "".join(c for c in first if c.isprintable())[:200]
 
 
 def _as_date(col: pa.ChunkedArray, path: Path) -> pa.ChunkedArray:

@@ -13,25 +13,31 @@ from loaders._http import HttpClient, Reply
 from loaders._provider_settings import ProviderSettings
 from loaders.providers._arrow import batched, json_bars, unique
 from loaders.providers._base import register
-from stockdata.errors import PermanentError, TransientError
+from stockdata.errors import CredentialError, PermanentError, TransientError
 from stockdata.logs import get_logger
 
 log = get_logger(__name__)
 
 #: Documented codes that waiting can fix.
 TRANSIENT_CODES = frozenset({"rate_limit_reached", "internal_error", "service_unavailable"})
-#: Documented codes that waiting cannot fix (monthly quota included: it resets next month).
-PERMANENT_CODES = frozenset(
+#: Documented codes that say the key is at fault, not the job (the monthly quota included:
+#: it resets next month, or with another key): the worker releases the job and stops.
+CREDENTIAL_CODES = frozenset(
     {
         "invalid_access_key",
         "missing_access_key",
         "inactive_user",
         "https_access_restricted",
         "function_access_restricted",
+        "usage_limit_reached",
+    }
+)
+#: Documented codes that waiting cannot fix.
+PERMANENT_CODES = CREDENTIAL_CODES | frozenset(
+    {
         "invalid_api_function",
         "404_not_found",
         "validation_error",
-        "usage_limit_reached",
         "too_many_requests",
         "no_valid_symbols_provided",
         "data_not_available",
@@ -53,6 +59,8 @@ def check_marketstack(reply: Reply) -> None:
         code not in PERMANENT_CODES and (reply.status == 429 or reply.status >= 500)
     ):
         raise TransientError(text, code=code, provider="marketstack", status=reply.status)
+    if code in CREDENTIAL_CODES:
+        raise CredentialError(text, code=code, provider="marketstack", status=reply.status)
     raise PermanentError(
         text, code=code, provider="marketstack", status=reply.status, context=context
     )

@@ -13,7 +13,7 @@ from loaders._http import HttpClient, Reply
 from loaders._provider_settings import ProviderSettings
 from loaders.providers._arrow import empty_bars, json_bars, unique
 from loaders.providers._base import register
-from stockdata.errors import PermanentError, TransientError
+from stockdata.errors import CredentialError, PermanentError, TransientError
 from stockdata.logs import get_logger
 
 log = get_logger(__name__)
@@ -25,14 +25,14 @@ def check_tiingo(reply: Reply) -> None:
     detail = payload.get("detail") if isinstance(payload, dict) else None
     if detail is None:
         if reply.status in (401, 403):
-            raise PermanentError("tiingo: token refused", code="unauthorized", provider="tiingo")
+            raise CredentialError("tiingo: token refused", code="unauthorized", provider="tiingo")
         return
     text = f"tiingo: {detail}"
     lowered = str(detail).lower()
     if reply.status == 429 or "allocation" in lowered or reply.status >= 500:
         raise TransientError(text, code="rate_limit" if reply.status < 500 else "server_error")
     if reply.status in (401, 403) or "token" in lowered:
-        raise PermanentError(text, code="unauthorized", provider="tiingo")
+        raise CredentialError(text, code="unauthorized", provider="tiingo")
     if reply.status == 404 or "not found" in lowered:
         raise PermanentError(text, code="not_found", provider="tiingo")
     raise PermanentError(text, code="tiingo_error", provider="tiingo", status=reply.status)

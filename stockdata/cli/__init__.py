@@ -28,6 +28,7 @@ _GROUPS: dict[str, tuple[str, str, str]] = {
     "ingest": ("stockdata.cli._ingest", "ingest", "Load bars: enqueue, work, backfill, daily."),
     "lake": ("stockdata.cli._lake", "lake", "Delta tables: info, optimize, vacuum, duckdb-init."),
     "sql": ("stockdata.cli._sql", "sql", "Run ad-hoc SQL over the lake's views."),
+    "export": ("stockdata.cli._export", "export", "Write bars to a Parquet or CSV file."),
     "serve": ("stockdata.cli._serve", "serve", "Serve the REST API."),
     "demo": ("stockdata.cli._demo", "demo", "Run the whole system embedded, with sample data."),
     "settings": ("stockdata.cli._settings", "settings", "Show every STOCKDATA_ setting."),
@@ -86,6 +87,12 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def _catalog_behind(exc: BaseException) -> bool:
+    """A SQL error saying a table or column the code expects is missing (no migration)."""
+    orig = getattr(exc, "orig", None)
+    return type(orig).__name__ in {"UndefinedTable", "UndefinedColumn"}
+
+
 def _exit_on_sigterm(_signum: int, _frame: object) -> None:
     sys.exit(143)
 
@@ -112,6 +119,8 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except Exception as exc:  # an unexpected bug: still one line, traceback on request
+        if _catalog_behind(exc):
+            _fail("the catalog's schema is missing or behind this code: run `stockdata db upgrade`")
         if os.environ.get("STOCKDATA_DEBUG"):
             traceback.print_exc()
         _fail(f"unexpected {type(exc).__name__}: {exc} (set STOCKDATA_DEBUG=1 for a traceback)", 70)

@@ -8,6 +8,8 @@ import click
 
 import catalog
 from stockdata.cli import _context
+from stockdata.errors import InvalidInputError
+from stockdata.symbols import check_symbol
 
 
 @click.group("catalog")
@@ -90,9 +92,13 @@ def add_ticker(
     symbol: str, mic: str, name: str | None, currency: str | None, inactive: bool
 ) -> None:
     """Add or update one ticker."""
+    try:
+        symbol = check_symbol(symbol)
+    except InvalidInputError as exc:
+        raise click.BadParameter(exc.message, param_hint="'SYMBOL'") from None
     row = {
         "exchange_mic": mic.upper(),
-        "symbol": symbol.upper(),
+        "symbol": symbol,
         "name": name,
         "currency_code": currency.upper() if currency else None,
         "active": not inactive,

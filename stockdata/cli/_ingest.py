@@ -1,4 +1,8 @@
-"""`stockdata ingest`: enqueue, work, backfill, daily, load, status, gaps, replay-poisoned."""
+"""`stockdata ingest`: enqueue, work, backfill, daily, load, status, retry, gaps, replay-poisoned.
+
+Every command that takes or makes work first checks what it needs (catalog revision, lake
+access, provider keys) and refuses with a one-line reason; every command that runs jobs
+exits 1 after a one-line summary when some failed."""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,9 @@ import catalog
 import lake
 import loaders
 from stockdata.cli import _context
+from stockdata.errors import ConfigurationError, InvalidInputError
 from stockdata.logs import get_logger
+from stockdata.symbols import check_symbol
 
 log = get_logger(__name__)
 
@@ -30,6 +37,23 @@ def _date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt
         return dt.date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _symbol(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A ticker symbol by the API's rule (stockdata.symbols), upper-cased."""
+    if value is None:
+        return None
+    try:
+        return check_symbol(value.strip())
+    except InvalidInputError as exc:
+        raise click.BadParameter(exc.message) from None
+
+
+def _symbols(_ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    out = [_symbol(_ctx, param, t) for t in value.split(",") if t.strip()]
+    return [t for t in out if t is not None]
 
 
 def _now(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.datetime | None:
@@ -51,26 +75,68 @@ def _queue(name: str | None = None) -> loaders.Queue:
 
 
 def _worker_factory(
-    *, crash_after_commit: bool = False, on_job: Callable[[Any, int], None] | None = None
+    *,
+    providers: Sequence[str] = (),
+    crash_after_commit: bool = False,
+    on_job: Callable[[Any, int], None] | None = None,
 ) -> Callable[[threading.Event], loaders.Worker]:
+    """Workers sharing one set of settings, after checking this process can run jobs of
+    `providers` (default: those of the queued jobs); refuses with a one-line reason."""
     settings = _queue_settings()
     options = loaders.WorkerOptions.from_settings(settings)
     if crash_after_commit:
         options = loaders.WorkerOptions.from_settings(settings, crash_after_commit=True)
     lake_settings = lake.LakeSettings()
+    provider_settings = loaders.ProviderSettings()
     engine = _context.engine()
+    catalog.check_revision(engine)  # before the catalog is asked which providers to serve
+    loaders.check_worker_ready(
+        engine,
+        lake_settings,
+        provider_settings,
+        loaders.served_providers(engine, providers),
+    )
 
     def make(stop: threading.Event) -> loaders.Worker:
         return loaders.Worker(
             engine=engine,
             queue=loaders.open_queue(settings, engine=engine),
             lake_settings=lake_settings,
+            providers=lambda name, opts: loaders.get_provider(name, provider_settings, **opts),
             options=options,
             stop=stop,
             on_job=on_job,
         )
 
     return make
+
+
+def _controller_ready(provider: str) -> None:
+    loaders.check_controller_ready(_context.engine(), loaders.ProviderSettings(), [provider])
+
+
+def _finish(stats: loaders.WorkerStats) -> None:
+    """Print the run's counts; exit 1 with a one-line reason if the worker stopped itself or
+    jobs failed."""
+    click.echo(_report(stats))
+    if stats.fatal is not None:
+        raise ConfigurationError(
+            f"worker stopped, its job released for another worker: {stats.fatal}"
+        )
+    if stats.failures:
+        reasons = ", ".join(f"{code}={n}" for code, n in sorted(stats.failures.items()))
+        click.echo(
+            f"error: {sum(stats.failures.values())} job(s) failed ({reasons}): "
+            "`stockdata ingest status` lists them, `stockdata ingest retry` runs them again",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def _sent_state(job: loaders.EnqueuedJob) -> str:
+    if job.requeued:
+        return "re-queued after failing"
+    return "sent" if job.sent else "already queued"
 
 
 @contextmanager
@@ -87,6 +153,12 @@ def _stop_on_sigterm() -> Iterator[threading.Event]:
         yield stop
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _enqueued(jobs: Sequence[loaders.EnqueuedJob], where: str) -> str:
+    line = f"{sum(j.sent for j in jobs)} job(s) enqueued, {len(jobs)} {where}"
+    requeued = sum(j.requeued for j in jobs)
+    return f"{line} ({requeued} failed before, re-queued)" if requeued else line
 
 
 def _report(stats: loaders.WorkerStats) -> str:
@@ -107,31 +179,49 @@ def ingest() -> None:
 @click.option("--provider", default="marketstack", show_default=True, help="Provider name.")
 @click.option("--now", "now", callback=_now, hidden=True, help="Pretend it is this time (tests).")
 def enqueue(date: dt.date | None, mic: str | None, provider: str, now: dt.datetime | None) -> None:
-    """Enqueue one job per (exchange, latest closed session, batch of <= 100 tickers)."""
+    """Enqueue one job per (exchange, latest closed session, batch of <= 100 tickers).
+
+    Jobs of that day that failed are queued again; succeeded ones stay done."""
+    _controller_ready(provider)
     jobs = loaders.enqueue_daily(
         _context.engine(), _queue(), provider=provider, now=now, date=date, exchange_mic=mic
     )
     for j in jobs:
-        state = "sent" if j.sent else "already queued"
-        click.echo(f"{j.exchange_mic} {j.date_to} {j.tickers} tickers job {j.job_id} {state}")
-    click.echo(f"{sum(j.sent for j in jobs)} job(s) enqueued, {len(jobs)} in total")
+        click.echo(
+            f"{j.exchange_mic} {j.date_to} {j.tickers} tickers job {j.job_id} {_sent_state(j)}"
+        )
+    click.echo(_enqueued(jobs, "in total"))
 
 
 @ingest.command()
 @click.option("--until-empty", is_flag=True, help="Stop when the queue has no message left.")
 @click.option("--max-jobs", type=click.IntRange(1), help="Stop after this many jobs (per worker).")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    help="Provider this worker serves, checked before start (repeatable; default: those of "
+    "the queued jobs).",
+)
 @click.option("--crash-after-commit", is_flag=True, hidden=True, help="Exit after a lake commit.")
 def work(
-    until_empty: bool, max_jobs: int | None, concurrency: int, crash_after_commit: bool
+    until_empty: bool,
+    max_jobs: int | None,
+    concurrency: int,
+    providers: tuple[str, ...],
+    crash_after_commit: bool,
 ) -> None:
-    """Run jobs from the queue (SIGTERM finishes or releases the job in hand)."""
-    make = _worker_factory(crash_after_commit=crash_after_commit)
+    """Run jobs from the queue (SIGTERM finishes or releases the job in hand).
+
+    Refuses to start without catalog, lake or provider access; a key refused mid-run
+    releases the job and stops. Exits 1 if a job failed."""
+    make = _worker_factory(providers=providers, crash_after_commit=crash_after_commit)
     with _stop_on_sigterm() as stop:
         stats = loaders.run_workers(
             make, concurrency=concurrency, until_empty=until_empty, max_jobs=max_jobs, stop=stop
         )
-    click.echo(_report(stats))
+    _finish(stats)
 
 
 class _Progress:
@@ -185,7 +275,7 @@ class _Progress:
 
 @ingest.command()
 @click.option("--provider", required=True, help="Provider name (marketstack, synthetic, ...).")
-@click.option("--tickers", help="Comma-separated symbols.")
+@click.option("--tickers", callback=_symbols, help="Comma-separated symbols.")
 @click.option("--exchange", "mic", help="Exchange MIC (all its active tickers without --tickers).")
 @click.option("--from", "date_from", required=True, callback=_date, help="First date.")
 @click.option("--to", "date_to", callback=_date, help="Last date (default: today).")
@@ -198,7 +288,7 @@ class _Progress:
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64))
 def backfill(
     provider: str,
-    tickers: str | None,
+    tickers: list[str] | None,
     mic: str | None,
     date_from: dt.date,
     date_to: dt.date | None,
@@ -210,8 +300,10 @@ def backfill(
     if not tickers and not mic:
         raise click.UsageError("pass --tickers A,B or --exchange MIC")
     batch_size = loaders.check_batch_size(provider, batch_size)
-    symbols = [t.strip().upper() for t in tickers.split(",") if t.strip()] if tickers else None
+    symbols = tickers or None
     engine = _context.engine()
+    _controller_ready(provider)
+    make = _worker_factory(providers=[provider]) if inline else None
     if mic is None:
         assert symbols is not None
         with catalog.session_scope(engine) as session:
@@ -226,21 +318,24 @@ def backfill(
         tickers=symbols,
         batch_size=batch_size,
     )
-    click.echo(f"{sum(j.sent for j in jobs)} job(s) enqueued, {len(jobs)} in the backfill")
-    if not inline:
+    click.echo(_enqueued(jobs, "in the backfill"))
+    if make is None:
         return
     progress = _Progress(sum(j.sent for j in jobs))
+
+    def make_reporting(stop: threading.Event) -> loaders.Worker:
+        worker = make(stop)
+        worker.on_job = progress
+        return worker
+
     try:
         with _stop_on_sigterm() as stop:
             stats = loaders.run_workers(
-                _worker_factory(on_job=progress),
-                concurrency=concurrency,
-                until_empty=True,
-                stop=stop,
+                make_reporting, concurrency=concurrency, until_empty=True, stop=stop
             )
     finally:
         progress.close()
-    click.echo(_report(stats))
+    _finish(stats)
 
 
 @ingest.command()
@@ -248,30 +343,37 @@ def backfill(
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--now", "now", callback=_now, hidden=True, help="Pretend it is this time (tests).")
 def daily(provider: str, concurrency: int, now: dt.datetime | None) -> None:
-    """Enqueue today's jobs, then work until the queue is empty (a single-machine daily run)."""
+    """Enqueue today's jobs, then work until the queue is empty (a single-machine daily run).
+
+    Exits 1 if a job failed; running it again re-queues the failed ones."""
+    _controller_ready(provider)
+    make = _worker_factory(providers=[provider])
     jobs = loaders.enqueue_daily(_context.engine(), _queue(), provider=provider, now=now)
-    click.echo(f"{sum(j.sent for j in jobs)} job(s) enqueued, {len(jobs)} in total")
+    click.echo(_enqueued(jobs, "in total"))
     with _stop_on_sigterm() as stop:
-        stats = loaders.run_workers(
-            _worker_factory(), concurrency=concurrency, until_empty=True, stop=stop
-        )
-    click.echo(_report(stats))
+        stats = loaders.run_workers(make, concurrency=concurrency, until_empty=True, stop=stop)
+    _finish(stats)
 
 
 @ingest.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--ticker", required=True, help="Symbol the file holds, e.g. MSFT.")
+@click.option("--ticker", required=True, callback=_symbol, help="Symbol the file holds, e.g. MSFT.")
 @click.option("--exchange", "mic", required=True, help="Exchange MIC, e.g. XNAS.")
 def load(file: Path, ticker: str, mic: str) -> None:
     """Load a CSV or Parquet file of one ticker's bars through the job machinery."""
-    loaded = loaders.load_file(
-        file,
-        ticker=ticker,
-        exchange_mic=mic,
-        engine=_context.engine(),
-        lake_settings=lake.LakeSettings(),
-        queue_settings=_queue_settings(),
-    )
+    try:
+        loaded = loaders.load_file(
+            file,
+            ticker=ticker,
+            exchange_mic=mic,
+            engine=_context.engine(),
+            lake_settings=lake.LakeSettings(),
+            queue_settings=_queue_settings(),
+        )
+    except InvalidInputError as exc:
+        if exc.code != "unreadable-file":
+            raise
+        raise click.BadParameter(exc.message, param_hint="'FILE'") from None
     result = loaded.result
     if result.committed:
         click.echo(
@@ -286,12 +388,22 @@ def load(file: Path, ticker: str, mic: str) -> None:
 
 
 @ingest.command()
-def status() -> None:
-    """Jobs by state, and the queue depths."""
+@click.option(
+    "--limit", default=20, show_default=True, type=click.IntRange(0), help="Failed jobs listed."
+)
+def status(limit: int) -> None:
+    """Jobs by state, the failed and poisoned ones with their reasons, and the queue depths."""
     with catalog.session_scope(_context.engine()) as session:
         counts = catalog.job_counts(session)
+        failed = [
+            (j.id, j.status, j.kind, j.exchange_mic, j.date_from, j.date_to, j.error_code, j.error)
+            for j in catalog.failed_jobs(session, limit=limit)
+        ]
     for state, n in counts.items():
         click.echo(f"{state:<10}{n}")
+    for job_id, state, kind, mic, lo, hi, code, error in failed:
+        days = str(lo) if lo == hi else f"{lo}..{hi}"
+        click.echo(f"{state} {job_id} {kind} {mic} {days} {code}: {error}")
     settings = _queue_settings()
     click.echo(f"queue {settings.queue_name}: {_queue().depth()} message(s)")
     poison = settings.poison_queue_name
@@ -299,7 +411,31 @@ def status() -> None:
 
 
 @ingest.command()
-@click.option("--ticker", required=True, help="Symbol, e.g. MSFT.")
+@click.option("--failed", "failed_only", is_flag=True, help="Only failed jobs, not poisoned ones.")
+@click.option(
+    "--since", callback=_now, help="Only jobs that failed at or after this ISO timestamp."
+)
+@click.option("--job", "job_ids", multiple=True, help="Only this job id (repeatable).")
+def retry(failed_only: bool, since: dt.datetime | None, job_ids: tuple[str, ...]) -> None:
+    """Queue failed and poisoned jobs again (after fixing what failed them)."""
+    try:
+        ids = [uuid.UUID(j) for j in job_ids]
+    except ValueError:
+        raise click.BadParameter("--job takes a job id (a UUID)") from None
+    statuses = [catalog.JobStatus.FAILED]
+    if not failed_only:
+        statuses.append(catalog.JobStatus.POISONED)
+    jobs = loaders.retry_jobs(
+        _context.engine(), _queue(), statuses=statuses, since=since, job_ids=ids
+    )
+    for j in jobs:
+        days = str(j.date_from) if j.date_from == j.date_to else f"{j.date_from}..{j.date_to}"
+        click.echo(f"{j.exchange_mic} {days} {j.tickers} tickers job {j.job_id} re-queued")
+    click.echo(f"{len(jobs)} job(s) re-queued")
+
+
+@ingest.command()
+@click.option("--ticker", required=True, callback=_symbol, help="Symbol, e.g. MSFT.")
 @click.option("--exchange", "mic", help="Exchange MIC (default: the ticker's exchange).")
 @click.option("--from", "date_from", callback=_date, help="First date (default: first bar).")
 @click.option("--to", "date_to", callback=_date, help="Last date (default: last bar).")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+
 import click
 
+import catalog
 import lake as lakepkg
+from stockdata.cli import _context
+from stockdata.errors import NotFoundError
 
 
 @click.group("lake")
 def lake() -> None:
-    """Delta tables: info, optimize, vacuum, restore, duckdb-init."""
+    """Delta tables: info, optimize, vacuum, restore, publish, duckdb-init."""
 
 
 @lake.command()
@@ -53,27 +58,74 @@ def optimize() -> None:
 @click.option("--retention-hours", type=int, default=None, help="Default: the configured one.")
 @click.option("--dry-run", is_flag=True, help="List the files that would be deleted.")
 def vacuum(retention_hours: int | None, dry_run: bool) -> None:
-    """Delete data files older than the retention that no kept version needs."""
-    files = lakepkg.vacuum(lakepkg.LakeSettings(), retention_hours=retention_hours, dry_run=dry_run)
-    for path in files:
-        click.echo(path)
+    """Delete, in every table, data files older than the retention that no kept version
+    needs and files that failed commits left behind; prints what was really deleted."""
+    settings = lakepkg.LakeSettings()
     verb = "would delete" if dry_run else "deleted"
-    click.echo(f"{verb} {len(files)} file(s)")
+    for name in (lakepkg.EOD_TABLE, lakepkg.BY_DATE_TABLE, lakepkg.REJECTS_TABLE):
+        files = lakepkg.vacuum(
+            settings, name=name, retention_hours=retention_hours, dry_run=dry_run
+        )
+        for path in files:
+            click.echo(f"{name}/{path}")
+        click.echo(f"{name}: {verb} {len(files)} file(s)")
 
 
 @lake.command()
 @click.option("--version", "version", type=int, required=True, help="Version to roll back to.")
 def restore(version: int) -> None:
-    """Roll eod_prices back to VERSION (time travel); a new version records the rollback."""
-    result = lakepkg.restore(lakepkg.LakeSettings(), version=version)
-    click.echo(f"restored eod_prices to version {version}; now at version {result['version']}")
+    """Roll eod_prices back to VERSION and eod_by_date with it (a new version records the
+    rollback); the jobs whose rows it removed are marked failed so they can be loaded again."""
+    r = lakepkg.restore(lakepkg.LakeSettings(), version=version)
+    click.echo(
+        f"restored eod_prices to version {version}; now at version {r.version}; "
+        f"eod_by_date rebuilt to match; {r.rows_before - r.rows_after} row(s) of "
+        f"{len(r.removed_jobs)} job(s) removed"
+    )
+    ids = []
+    for lineage in r.removed_jobs:  # "<job uuid>" or "<job uuid>:<generation>"
+        try:
+            ids.append(uuid.UUID(lineage.split(":", 1)[0]))
+        except ValueError:
+            continue  # rows written outside the job machinery
+    if not ids:
+        return
+    with catalog.session_scope(_context.engine()) as session:
+        marked = catalog.mark_jobs_restored_away(session, sorted(set(ids)), version=version)
+    for job_id in marked:
+        click.echo(f"job {job_id}: rows removed, marked failed (restored-away)")
+    click.echo(
+        f"{len(marked)} job(s) to load again: `stockdata ingest retry` "
+        "(or `stockdata ingest load` the same file)"
+    )
+
+
+@lake.command()
+@click.option("--version", "version", type=int, default=None, help="Default: the latest.")
+def publish(version: int | None) -> None:
+    """Build the serving form of a version (the API memory-maps it); no-op if it exists."""
+    settings = lakepkg.LakeSettings()
+    m = lakepkg.publish(settings, version=version)
+    assert m is not None  # a waiting publish always gets the lock
+    verb = "built" if m.built else "already published:"
+    click.echo(
+        f"{verb} serving form of version {m.version} at {m.path}: {m.rows} rows, "
+        f"{m.series} series, {m.bytes} bytes ({m.bytes_per_row:.1f} per row), {m.seconds} s"
+    )
 
 
 @lake.command("duckdb-init")
 def duckdb_init() -> None:
-    """Print SQL that sets up the lake's views in a plain `duckdb` shell (no secrets)."""
+    """Print SQL that sets up the lake's views in any DuckDB 1.5.x shell (no secrets, no writes)."""
     settings = lakepkg.LakeSettings()
-    if lakepkg.open_table(settings, lakepkg.EOD_TABLE) is not None:
-        for name in (lakepkg.BY_DATE_TABLE, lakepkg.REJECTS_TABLE):  # the script attaches them
-            lakepkg.ensure_table(settings, name)
-    click.echo(lakepkg.init_sql(settings), nl=False)
+    tables = [
+        name
+        for name in (lakepkg.EOD_TABLE, lakepkg.BY_DATE_TABLE, lakepkg.REJECTS_TABLE)
+        if lakepkg.open_table(settings, name) is not None
+    ]
+    if lakepkg.EOD_TABLE not in tables:
+        raise NotFoundError(
+            f"no eod_prices table at {settings.table_uri(lakepkg.EOD_TABLE)}: load data first "
+            "(`stockdata ingest load` or `stockdata demo --no-serve`)"
+        )
+    click.echo(lakepkg.init_sql(settings, tables=tables), nl=False)

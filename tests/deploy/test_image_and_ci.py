@@ -34,7 +34,10 @@ def test_hadolint_is_clean() -> None:
 
 
 def test_dockerfile_shape() -> None:
-    build, runtime = stages(DOCKERFILE.read_text())
+    assets, build, runtime = stages(DOCKERFILE.read_text())
+    assert assets[0] == "FROM node:20.19.5-bookworm-slim AS assets"
+    assert "npm ci --omit=dev" in "\n".join(assets)
+    assert "COPY --from=assets /src/vendor/ query_api/static/vendor/" in build
     assert build[0] == "FROM python:3.11.14-slim-bookworm AS build"
     assert runtime[0] == "FROM python:3.11.14-slim-bookworm AS runtime"
     build_text, runtime_text = "\n".join(build), "\n".join(runtime)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-FaultKind = Literal["status", "delay", "truncate", "reset", "error", "raw"]
+FaultKind = Literal["status", "delay", "truncate", "reset", "error", "raw", "trickle"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Fault:
     - `Fault.error(code, status)`: the provider's error body with `code` under `status`.
     - `Fault.error_200(code)`: the same under HTTP 200, which some providers do.
     - `Fault.raw(status, body)`: any status and body, verbatim.
+    - `Fault.trickle(pieces, gap)`: the normal answer in `pieces` writes `gap` seconds apart.
     """
 
     kind: FaultKind
@@ -42,6 +43,11 @@ class Fault:
     message: str | None = None
     body: bytes | None = None
     content_type: str = "application/json"
+    pieces: int = 1
+
+    @classmethod
+    def trickle(cls, pieces: int, gap: float) -> Fault:
+        return cls("trickle", pieces=pieces, seconds=gap)
 
     @classmethod
     def status(cls, http_status: int, *, retry_after: float | None = None) -> Fault:
@@ -241,7 +247,7 @@ class StubServer:
             time.sleep(fault.seconds)
             fault = None
         response: Response
-        if fault is None or fault.kind in {"truncate", "reset"}:
+        if fault is None or fault.kind in {"truncate", "reset", "trickle"}:
             try:
                 response = self.route(request)
             except Exception as exc:  # a stub bug must show up as a 500, not a hang
@@ -272,6 +278,14 @@ class StubServer:
             handler.send_header("Connection", "close")
             handler.close_connection = True
         handler.end_headers()
+        if fault is not None and fault.kind == "trickle":
+            size = -(-len(body) // fault.pieces)
+            with contextlib.suppress(OSError):  # the client may give up half-way
+                for start in range(0, len(body), size):
+                    handler.wfile.write(body[start : start + size])
+                    handler.wfile.flush()
+                    time.sleep(fault.seconds)
+            return
         handler.wfile.write(body)
         handler.wfile.flush()
         if fault is not None and fault.kind == "reset":

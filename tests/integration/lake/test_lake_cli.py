@@ -107,9 +107,14 @@ def test_sql_as_of_version_and_restore(loaded: lake.LakeSettings, msft_bars: pa.
     restored = run(loaded, "lake", "restore", "--version", "1")
     assert (restored.returncode, restored.stdout) == (
         0,
-        "restored eod_prices to version 1; now at version 3\n",
+        "restored eod_prices to version 1; now at version 3; eod_by_date rebuilt to match; "
+        "2 row(s) of 1 job(s) removed\n",
     )
     assert run(loaded, "sql", count).stdout == "7983\n"
+    by_date = DeltaTable(
+        loaded.table_uri(lake.BY_DATE_TABLE), storage_options=loaded.storage_options()
+    )
+    assert by_date.to_pyarrow_table(columns=["ticker"]).num_rows == 7983
 
 
 def test_lake_info_optimize_and_vacuum(
@@ -159,7 +164,62 @@ def test_lake_info_optimize_and_vacuum(
         "lose their files\n"
     )
     dry = run(loaded_local, "lake", "vacuum", "--retention-hours", "24", "--dry-run")
-    assert (dry.returncode, dry.stdout) == (0, "would delete 0 file(s)\n")
+    assert (dry.returncode, dry.stdout) == (
+        0,
+        "eod_prices: would delete 0 file(s)\neod_by_date: would delete 0 file(s)\n"
+        "eod_rejects: would delete 0 file(s)\n",
+    )
+
+
+def _plant_orphan(settings: lake.LakeSettings, name: str) -> str:
+    """A Parquet file as a commit that lost a conflict leaves it: written, never committed,
+    two days old."""
+    folder = Path(settings.table_uri(name)) / "period=1986"
+    orphan = folder / "part-00000-lost-commit.parquet"
+    orphan.write_bytes(next(folder.glob("*.parquet")).read_bytes())
+    two_days_ago = time.time() - 48 * 3600
+    os.utime(orphan, (two_days_ago, two_days_ago))
+    return f"{name}/period=1986/{orphan.name}"
+
+
+def test_vacuum_covers_every_table_and_orphans_and_says_what_it_deleted(
+    loaded_local: lake.LakeSettings, msft_bars: pa.Table
+) -> None:
+    lake.write_bars(loaded_local, msft_bars.slice(0, 3), job_id="job-2", today=TODAY)
+    assert run(loaded_local, "lake", "optimize").returncode == 0
+    orphans = [_plant_orphan(loaded_local, n) for n in (lake.EOD_TABLE, lake.BY_DATE_TABLE)]
+    env_free = loaded_local.model_copy(update={"lake_min_vacuum_retention_hours": 0})
+    first = run_with(env_free, "lake", "vacuum", "--retention-hours", "0")
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[-2:] == ["eod_by_date: deleted 3 file(s)", "eod_rejects: deleted 0 file(s)"]
+    assert "eod_prices: deleted 3 file(s)" in lines
+    assert set(orphans) <= set(lines)
+    for name in (lake.EOD_TABLE, lake.BY_DATE_TABLE):
+        files = sorted(Path(loaded_local.table_uri(name)).rglob("*.parquet"))
+        assert len(files) == 32, name  # the live files, one per year
+    again = run_with(env_free, "lake", "vacuum", "--retention-hours", "0")
+    assert (again.returncode, again.stdout) == (
+        0,
+        "eod_prices: deleted 0 file(s)\neod_by_date: deleted 0 file(s)\n"
+        "eod_rejects: deleted 0 file(s)\n",
+    )
+    assert run(loaded_local, "sql", "select count(*) from eod").stdout == "7983\n"
+
+
+def run_with(settings: lake.LakeSettings, *args: str) -> subprocess.CompletedProcess[str]:
+    """`run` with the minimum retention of `settings` too."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKDATA_")}
+    env["STOCKDATA_HOME"] = str(settings.home)
+    env["STOCKDATA_LAKE_URI"] = settings.lake_uri or ""
+    env["STOCKDATA_LAKE_MIN_VACUUM_RETENTION_HOURS"] = str(settings.lake_min_vacuum_retention_hours)
+    return subprocess.run(
+        [sys.executable, "-m", "stockdata", "--log-level", "WARNING", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_lake_on_an_empty_home_says_what_to_do(tmp_path: Path) -> None:
@@ -188,12 +248,13 @@ def test_duckdb_init_prints_no_secret_and_works_in_a_plain_shell(
         return
     import duckdb
 
-    con = duckdb.connect(config={"allow_unsigned_extensions": False})
-    for stmt in script.split(";\n"):
-        if stmt.strip() and not stmt.lstrip().startswith("--"):
-            con.execute(stmt)
-        elif "\n" in stmt.strip():
-            con.execute(stmt.split("\n", 1)[1])
+    # A plain DuckDB with its own extension folder, the extension installed as the script says.
+    ext_dir = loaded.home / "duckdb-extensions"
+    con = duckdb.connect(
+        config={"allow_unsigned_extensions": False, "extension_directory": str(ext_dir)}
+    )
+    con.execute(f"INSTALL '{lake.extension_path('delta')}'")
+    con.execute(script)
     assert con.execute(
         "select count(*) from eod_deltas where change_21 is not null"
     ).fetchone() == (7983 - 21,)

@@ -156,16 +156,8 @@ def test_injected_faults_are_retried_and_the_key_never_reaches_a_log(
     assert KEY not in logged
 
 
-@pytest.mark.parametrize(
-    ("fault", "code"),
-    [
-        (Fault.error_200("usage_limit_reached"), "usage_limit_reached"),
-        (Fault.error("invalid_access_key", 401), "invalid_access_key"),
-        (Fault.error("validation_error", 422), "validation_error"),
-    ],
-)
 def test_a_permanent_provider_error_fails_the_job_and_writes_nothing(
-    fault: Fault, code: str, seeded: Engine, samples: Path, lake_settings: lake.LakeSettings
+    seeded: Engine, samples: Path, lake_settings: lake.LakeSettings
 ) -> None:
     name = queue_name()
 
@@ -182,17 +174,74 @@ def test_a_permanent_provider_error_fails_the_job_and_writes_nothing(
             date_from=dt.date(2017, 1, 1),
             date_to=dt.date(2017, 12, 31),
         )
+        server.inject(Fault.error("validation_error", 422))
+        stats = run_pool(
+            seeded, make_queue, lake_settings, provider_settings(server), concurrency=1
+        )
+    assert (stats.outcomes, stats.failures, stats.fatal) == (
+        {"failed": 1},
+        {"validation_error": 1},
+        None,
+    )
+    [job] = _jobs(seeded)
+    assert (job.status, job.error_code, job.attempts) == (
+        catalog.JobStatus.FAILED,
+        "validation_error",
+        1,
+    )
+    assert job.error is not None and job.error.startswith("marketstack: validation_error:")
+    assert KEY not in job.error
+    assert make_queue().depth() == 0
+    assert lake.open_table(lake_settings, lake.EOD_TABLE) is None
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        (Fault.error_200("usage_limit_reached"), "usage_limit_reached"),
+        (Fault.error("invalid_access_key", 401), "invalid_access_key"),
+    ],
+)
+def test_a_refused_key_releases_the_job_and_stops_the_worker(
+    fault: Fault, code: str, seeded: Engine, samples: Path, lake_settings: lake.LakeSettings
+) -> None:
+    name = queue_name()
+
+    def make_queue() -> loaders.Queue:
+        return open_queue("postgres", engine=seeded, azurite=None, name=name)
+
+    with stub(samples) as server:
+        loaders.enqueue_backfill(
+            seeded,
+            make_queue(),
+            provider="marketstack",
+            exchange_mic="XNAS",
+            tickers=["MSFT"],
+            date_from=dt.date(2016, 1, 1),
+            date_to=dt.date(2017, 12, 31),
+        )
         server.inject(fault)
         stats = run_pool(
             seeded, make_queue, lake_settings, provider_settings(server), concurrency=1
         )
-    assert stats.outcomes == {"failed": 1}
-    [job] = _jobs(seeded)
-    assert (job.status, job.error_code, job.attempts) == (catalog.JobStatus.FAILED, code, 1)
-    assert job.error is not None and job.error.startswith(f"marketstack: {code}:")
-    assert KEY not in job.error
-    assert make_queue().depth() == 0
-    assert lake.open_table(lake_settings, lake.EOD_TABLE) is None
+        assert stats.outcomes == {"released": 1}
+        assert stats.failures == {}
+        assert stats.fatal is not None and stats.fatal.startswith(f"marketstack: {code}:")
+        jobs = _jobs(seeded)
+        assert sorted((j.status, j.attempts) for j in jobs) == [
+            (catalog.JobStatus.QUEUED, 0),
+            (catalog.JobStatus.QUEUED, 0),
+        ]
+        assert sorted(str(j.error_code) for j in jobs) == sorted([code, "None"])
+        assert make_queue().depth() == 2
+        assert lake.open_table(lake_settings, lake.EOD_TABLE) is None
+
+        stats = run_pool(
+            seeded, make_queue, lake_settings, provider_settings(server), concurrency=1
+        )
+    expected = _csv_rows(samples, dt.date(2016, 1, 1), dt.date(2017, 12, 31))
+    assert (stats.outcomes, stats.rows_written) == ({"succeeded": 2}, expected)
+    assert lake_count(lake_settings) == (expected, expected)
 
 
 def test_the_fifth_failed_delivery_poisons_and_replay_brings_it_back(

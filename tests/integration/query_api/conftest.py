@@ -77,7 +77,7 @@ def api_settings(**overrides: Any) -> ApiSettings:
     return ApiSettings(**base)
 
 
-@pytest.fixture(params=[True, False], ids=["hot-index", "duckdb"])
+@pytest.fixture(params=[True, False], ids=["serving", "duckdb"])
 def hot_index(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
 
@@ -96,6 +96,8 @@ def make_app(
         db = DatabaseSettings(
             database_url=database_url or DEAD_DATABASE_URL, database_connect_timeout=1
         )
+    if overrides.get("api_serving", True) and lake.open_table(lake_settings, lake.EOD_TABLE):
+        lake.publish(lake_settings)  # as `lake publish` after ingest: the form is there at start
     return create_app(
         api_settings(**overrides),
         lake_settings=lake_settings,
@@ -112,5 +114,5 @@ def client(
     sample_lake: lake.LakeSettings, seeded: Engine, hot_index: bool
 ) -> Iterator[TestClient[Litestar]]:
     """The API over the sample lake and the seeded catalog, with and without the hot index."""
-    with TestClient(make_app(sample_lake, engine=seeded, api_hot_index=hot_index)) as test_client:
+    with TestClient(make_app(sample_lake, engine=seeded, api_serving=hot_index)) as test_client:
         yield test_client

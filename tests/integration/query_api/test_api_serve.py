@@ -43,6 +43,7 @@ def test_serve_answers_on_loopback(
         "STOCKDATA_LAKE_URI": sample_lake.root,
         "STOCKDATA_DATABASE_URL": pg_url.replace("+psycopg", ""),
         "STOCKDATA_SQL_WORKERS": "1",
+        "STOCKDATA_API_WORKERS": "1",  # two workers: test_api_workers.py
     }
     env.pop("STOCKDATA_LOG_LEVEL", None)
     level = ["--log-level", log_level] if log_level else []

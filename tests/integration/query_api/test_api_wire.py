@@ -35,7 +35,7 @@ SECURITY = [
 
 def _app(sample_lake: lake.LakeSettings, *, hot_index: bool) -> Litestar:
     return create_app(
-        api_settings(api_hot_index=hot_index),
+        api_settings(api_serving=hot_index),
         lake_settings=sample_lake,
         database_settings=DatabaseSettings(
             database_url=DEAD_DATABASE_URL, database_connect_timeout=1
@@ -46,7 +46,7 @@ def _app(sample_lake: lake.LakeSettings, *, hot_index: bool) -> Litestar:
     )
 
 
-@pytest.fixture(params=[True, False], ids=["hot-index", "duckdb"])
+@pytest.fixture(params=[True, False], ids=["serving", "duckdb"])
 def wire(sample_lake: lake.LakeSettings, request: pytest.FixtureRequest) -> Iterator[Any]:
     with (
         structlog.testing.capture_logs() as logs,
@@ -71,7 +71,7 @@ def test_json_answer_headers_exactly(wire: Any) -> None:
     assert headers == [
         ("etag", etag),
         ("cache-control", "public, max-age=30"),
-        ("vary", "Accept, Authorization, X-API-Key"),
+        ("vary", "Accept, Accept-Encoding, Authorization, X-API-Key"),
         ("content-type", "application/json"),
         ("content-length", str(len(resp.content))),
         ("ratelimit-limit", "600"),

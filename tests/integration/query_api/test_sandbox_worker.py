@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import tempfile
+import os
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pytest
 
 import lake
-from query_api._sandbox import SqlSandbox, SqlSettings
-from query_api._sandbox_worker import locked_connection
+from query_api import _confine as confine
+from query_api._sandbox import SqlSandbox, SqlSettings, _Worker
 from stockdata.errors import InvalidInputError, NotFoundError, ResourceLimitError
 from tests import _services
 
@@ -148,55 +147,143 @@ def test_the_byte_cap_cuts_a_wide_result(lake_settings: lake.LakeSettings) -> No
     assert result.table.nbytes <= 4_096
 
 
-def test_the_worker_connection_is_locked_down(lake_settings: lake.LakeSettings) -> None:
-    con = locked_connection(lake_settings, threads=1, memory_limit="512MB")
-    try:
-        assert con.execute(
-            "select close from eod where ticker = 'MSFT' and trade_date = '2008-10-10'"
-        ).fetchall() == [(18.029,)]
-        with pytest.raises(duckdb.PermissionException):
-            con.execute("select * from read_csv('/etc/passwd')")
-        with pytest.raises(duckdb.PermissionException):
-            con.execute("select * from read_text('/etc/passwd')")
-        with pytest.raises(duckdb.PermissionException):
-            con.execute("attach '/tmp/stockdata-escape.db' as x")
-        with pytest.raises(duckdb.PermissionException):
-            con.execute("copy (select 1) to '/tmp/stockdata-escape.csv'")
-        with pytest.raises(duckdb.InvalidInputException, match="configuration has been locked"):
-            con.execute("set enable_external_access = true")
-        with pytest.raises(duckdb.InvalidInputException, match="configuration has been locked"):
-            con.execute("set threads = 8")
-        with pytest.raises(duckdb.Error):
-            con.execute("install httpfs")
-        with pytest.raises(duckdb.Error):
-            con.execute("load httpfs")
-        settings = dict(
-            con.execute(
-                "select name, value from duckdb_settings() where name in ('threads', "
-                "'memory_limit', 'enable_external_access', 'python_enable_replacements', "
-                "'lock_configuration', 'autoload_known_extensions', "
-                "'autoinstall_known_extensions', 'allow_unsigned_extensions')"
-            ).fetchall()
-        )
-        assert settings == {
-            "threads": "1",
-            "memory_limit": "488.2 MiB",
-            "enable_external_access": "false",
-            "python_enable_replacements": "false",
-            "lock_configuration": "true",
-            "autoload_known_extensions": "false",
-            "autoinstall_known_extensions": "false",
-            "allow_unsigned_extensions": "false",
-        }
-    finally:
-        con.close()
+class RawWorker:
+    """A sandbox worker driven directly, without the statement check: tests layers 2-4 alone."""
+
+    def __init__(self, settings: lake.LakeSettings, sql: SqlSettings | None = None) -> None:
+        self.worker = _Worker(lake.local_snapshot(settings), sql or SqlSettings())
+        self.worker.wait_ready(60)
+
+    def run(self, sql: str) -> tuple[str, object]:
+        self.worker.send({"op": "run", "sql": sql, "max_rows": 1_000})
+        reply = self.worker.receive(20)
+        if reply["op"] == "ok":
+            return "ok", self.worker.receive_table(20).to_pylist()
+        return str(reply["code"]), reply["message"]
+
+    def close(self) -> None:
+        self.worker.stop()
+
+
+@pytest.fixture(scope="module")
+def raw(lake_settings: lake.LakeSettings) -> Iterator[RawWorker]:
+    worker = RawWorker(lake_settings)
+    yield worker
+    worker.close()
+
+
+def test_the_raw_worker_reads_the_views(raw: RawWorker) -> None:
+    assert raw.run(
+        "select close, period from eod where ticker = 'MSFT' and trade_date = '2008-10-10'"
+    ) == ("ok", [{"close": 18.029, "period": "2008"}])
+    assert raw.run("select count(*) as n from eod_rejects") == ("ok", [{"n": 0}])
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "select * from read_csv('/etc/passwd')",
+        "select * from read_text('/etc/hostname')",
+        "select * from read_blob('/proc/self/environ')",
+        "select * from glob('/etc/*')",
+        "attach '/tmp/stockdata-escape.db' as x",
+        "copy (select 1) to '/tmp/stockdata-escape.csv'",
+        "export database '/tmp/stockdata-escape'",
+        "select * from read_parquet('/tmp/stockdata-nothing/*.parquet')",
+    ],
+)
+def test_duckdb_refuses_files_outside_the_snapshot_without_the_check(
+    raw: RawWorker, sql: str
+) -> None:
+    code, message = raw.run(sql)
+    assert code == "sql-refused", message
     assert not Path("/tmp/stockdata-escape.csv").exists()
     assert not Path("/tmp/stockdata-escape.db").exists()
 
 
+def test_the_only_writable_place_is_the_workers_own_temp_directory(
+    lake_settings: lake.LakeSettings,
+) -> None:
+    worker = RawWorker(lake_settings)
+    try:
+        temp = Path(worker.worker.temp_directory)
+        assert worker.run("copy (select 42 as x) to 'scratch.csv'") == ("ok", [{"Count": 1}])
+        assert (temp / "scratch.csv").read_text() == "x\n42\n"
+        assert worker.run("copy (select 1) to '../escape.csv'")[0] == "sql-refused"
+        assert not (temp.parent / "escape.csv").exists()
+    finally:
+        worker.close()
+    assert not temp.exists()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "set enable_external_access = true",
+        "set allowed_paths = ['/etc/passwd']",
+        "set threads = 8",
+        "reset lock_configuration",
+    ],
+)
+def test_the_configuration_is_locked_without_the_check(raw: RawWorker, sql: str) -> None:
+    code, message = raw.run(sql)
+    assert code == "sql-error"
+    assert "configuration has been locked" in str(message)
+
+
+@pytest.mark.parametrize("name", ["delta", "azure", "httpfs"])
+def test_no_extension_can_be_loaded_or_installed_without_the_check(
+    raw: RawWorker, name: str
+) -> None:
+    assert raw.run(f"load {name}")[0] != "ok"
+    assert raw.run(f"install {name}")[0] != "ok"
+    path = lake.extension_path("delta") if name == "delta" else None
+    if path is not None:
+        assert raw.run(f"load '{path}'")[0] != "ok"
+    assert raw.run(
+        "select distinct function_name as f from duckdb_functions() where function_name in "
+        "('write_blob', 'delta_scan', 'azure_glob', 'read_blob', 'read_text') order by 1"
+    ) == ("ok", [{"f": "read_blob"}, {"f": "read_text"}])
+
+
+def test_the_worker_can_see_only_the_snapshot_files(
+    raw: RawWorker, lake_settings: lake.LakeSettings
+) -> None:
+    snapshot = lake.local_snapshot(lake_settings)
+    code, rows = raw.run("select current_setting('allowed_paths') as p")
+    assert code == "ok"
+    assert sorted(rows[0]["p"]) == sorted(snapshot.paths)  # type: ignore[index]
+    assert raw.run("select current_setting('enable_external_access') as e") == (
+        "ok",
+        [{"e": False}],
+    )
+
+
+def test_the_worker_is_confined_by_the_os(raw: RawWorker) -> None:
+    assert raw.worker.confinement == {
+        "no_new_privs": True,
+        "landlock_abi": confine.landlock_abi(),
+        "seccomp_denied": len(confine.DENIED_SYSCALLS["x86_64"]),
+    }
+    environ = Path(f"/proc/{raw.worker.proc.pid}/environ").read_bytes().split(b"\0")
+    assert sorted(e.split(b"=")[0] for e in environ if e) == [
+        b"ARROW_DEFAULT_MEMORY_POOL",
+        b"LC_ALL",
+        b"OMP_NUM_THREADS",
+        b"OPENBLAS_NUM_THREADS",
+    ]
+    status = Path(f"/proc/{raw.worker.proc.pid}/status").read_text()
+    assert "NoNewPrivs:\t1" in status
+    assert "Seccomp:\t2" in status
+    limits = Path(f"/proc/{raw.worker.proc.pid}/limits").read_text()
+    address_space = next(line for line in limits.splitlines() if "address space" in line)
+    assert address_space.split()[3:5] == [str(768 * 1024**2), str(768 * 1024**2)]
+    assert os.getsid(raw.worker.proc.pid) == raw.worker.proc.pid
+
+
 @pytest.mark.azure
-def test_the_sandbox_reads_a_lake_on_azurite_and_nothing_else(
-    azurite: _services.Azurite, samples: Path
+def test_the_sandbox_reads_a_lake_on_azurite_from_a_local_mirror(
+    azurite: _services.Azurite, samples: Path, tmp_path: Path
 ) -> None:
     from azure.storage.blob import BlobServiceClient
 
@@ -207,35 +294,31 @@ def test_the_sandbox_reads_a_lake_on_azurite_and_nothing_else(
         lake_azure_connection_string=azurite.connection_string,
     )
     lake.write_bars(settings, _bars(samples / "MSFT.csv", "MSFT"), job_id="sandbox-azure")
-    with SqlSandbox(settings, SqlSettings(sql_timeout_seconds=20.0)) as box:
+    mirror = tmp_path / "mirror"
+    sql = SqlSettings(sql_timeout_seconds=20.0, sql_mirror_dir=mirror)
+    with SqlSandbox(settings, sql) as box:
         result = box.run("select close from eod where trade_date = '2008-10-10'")
         assert result.table.to_pylist() == [{"close": 18.029}]
-    con = locked_connection(settings, threads=1, memory_limit="512MB")
+        with pytest.raises(InvalidInputError) as caught:
+            box.run(f"select * from read_parquet('az://{container}/lake/eod_prices/*/*.parquet')")
+        assert caught.value.code == "sql-refused"
+    mirrored = sorted(p.relative_to(mirror).parts[0] for p in mirror.rglob("*.parquet"))
+    assert mirrored and set(mirrored) == {"eod_prices"}
+    worker = _Worker(lake.local_snapshot(settings, mirror=mirror), sql)
     try:
-        with pytest.raises(duckdb.PermissionException):
-            con.execute(f"select * from read_parquet('az://{container}/elsewhere/*.parquet')")
-        with pytest.raises(duckdb.PermissionException):
-            con.execute("select * from read_csv('/etc/passwd')")
+        worker.wait_ready(60)
+        worker.send({"op": "run", "sql": f"select * from 'az://{container}/lake/x'", "max_rows": 1})
+        assert worker.receive(20)["op"] == "error"
     finally:
-        con.close()
+        worker.stop()
 
 
-def test_only_the_lake_and_a_private_spill_directory_are_reachable(
-    sandbox: SqlSandbox, lake_settings: lake.LakeSettings
+def test_without_a_lake_each_query_says_so_then_the_new_lake_is_served(
+    tmp_path: Path, samples: Path
 ) -> None:
-    result = sandbox.run("select current_setting('allowed_directories') as dirs")
-    dirs = result.table.to_pylist()[0]["dirs"]
-    assert dirs[0] == lake_settings.root + "/"
-    assert len(dirs) == 2
-    assert dirs[1].startswith(str(Path(tempfile.gettempdir()) / "stockdata-sql-"))
-    assert sandbox.run(
-        "select current_setting('max_temp_directory_size') as m"
-    ).table.to_pylist() == [{"m": "953.6 MiB"}]
-
-
-def test_without_a_lake_each_query_says_so_and_the_worker_stays_up(tmp_path: Path) -> None:
     settings = lake.LakeSettings(lake_uri=str(tmp_path / "empty"))
-    with SqlSandbox(settings, SqlSettings(sql_timeout_seconds=10.0)) as box:
+    sql = SqlSettings(sql_timeout_seconds=10.0, sql_snapshot_poll_seconds=0)
+    with SqlSandbox(settings, sql) as box:
         for _ in range(2):
             with pytest.raises(NotFoundError) as caught:
                 box.run("select count(*) from eod")
@@ -243,6 +326,14 @@ def test_without_a_lake_each_query_says_so_and_the_worker_stays_up(tmp_path: Pat
                 f"no eod_prices table at {settings.root}/eod_prices: load data first "
                 "(`stockdata ingest load` or `stockdata demo --no-serve`)"
             )
+        assert box.worker_pids == []
+        bars = _bars(samples / "MSFT.csv", "MSFT")
+        lake.write_bars(settings, bars.slice(0, 100), job_id="first")
+        assert box.run("select count(*) as n from eod").table.to_pylist() == [{"n": 100}]
+        (first,) = box.worker_pids
+        lake.write_bars(settings, bars.slice(100), job_id="second")
+        assert box.run("select count(*) as n from eod").table.to_pylist() == [{"n": 7_983}]
+        assert box.worker_pids != [first]
         assert len(box.worker_pids) == 1
 
 
@@ -258,3 +349,44 @@ def test_a_worker_that_died_while_idle_is_replaced_transparently(sandbox: SqlSan
     result = sandbox.run("select count(*) as n from eod")
     assert result.table.to_pylist() == [{"n": 7_983}]
     assert sandbox.worker_pids != [pid]
+
+
+def test_a_file_planted_where_python_looks_is_never_executed(
+    tmp_path: Path, lake_settings: lake.LakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack that once ran code: plant `sitecustomize.py`, get the worker replaced."""
+    marker = tmp_path / "executed"
+    payload = f"open({str(marker)!r}, 'w').write('pwned')\n"
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    for name in ("sitecustomize.py", "usercustomize.py", "duckdb.py", "_confine.py", "json.py"):
+        (planted / name).write_text(payload)
+    # What a plain `python` would honour: PYTHONPATH, PYTHONSTARTUP, the user site, the cwd.
+    monkeypatch.setenv("PYTHONPATH", str(planted))
+    monkeypatch.setenv("PYTHONSTARTUP", str(planted / "sitecustomize.py"))
+    monkeypatch.setenv("PYTHONUSERBASE", str(planted))
+    monkeypatch.chdir(planted)
+    sql = SqlSettings(sql_timeout_seconds=2.0, sql_workers=1)
+    with SqlSandbox(lake_settings, sql) as box:
+        (first,) = box.worker_pids
+        raw = next(iter(box._all))
+        # The worker's only writable place is its own temp dir (its cwd): plant there too,
+        # through SQL, as an attacker with the check bypassed would.
+        raw.wait_ready(60)
+        literal = "'" + payload.strip().replace("'", "''") + "'"
+        raw.send(
+            {
+                "op": "run",
+                "sql": f"copy (select {literal} as p) to 'sitecustomize.py' (header false, quote '')",
+                "max_rows": 1,
+            }
+        )
+        reply = raw.receive(20)
+        assert reply["op"] == "ok", reply
+        raw.receive_table(20)
+        assert (Path(raw.temp_directory) / "sitecustomize.py").exists()
+        with pytest.raises(ResourceLimitError):
+            box.run("select count(*) from eod a, eod b, eod c")  # past the limit: replaced
+        assert box.run("select count(*) as n from eod").table.to_pylist() == [{"n": 7_983}]
+        assert box.worker_pids != [first]
+    assert not marker.exists()

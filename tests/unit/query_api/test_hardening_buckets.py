@@ -25,6 +25,17 @@ def test_a_bucket_spends_its_burst_then_refills_at_the_rate() -> None:
     assert buckets.seconds_to_full(0.0) == 3.0
 
 
+def test_failures_are_charged_after_the_fact_and_overdraw_into_a_debt() -> None:
+    failures = TokenBuckets(per_minute=60, burst=2, max_keys=100)
+    assert failures.available("10.0.0.1", now=0.0) == (2.0, 0.0)  # looking takes nothing
+    for _ in range(5):  # concurrent failures all passed the look before any was charged
+        failures.charge("10.0.0.1", now=0.0)
+    assert failures.available("10.0.0.1", now=0.0) == (-2.0, 3.0)  # floored at -burst
+    assert failures.available("10.0.0.1", now=2.5) == (0.5, 0.5)
+    assert failures.available("10.0.0.1", now=3.0) == (1.0, 0.0)
+    assert failures.available("10.0.0.2", now=0.0) == (2.0, 0.0)
+
+
 def test_idle_buckets_are_dropped_when_the_table_is_full() -> None:
     buckets = TokenBuckets(per_minute=60, burst=2, max_keys=2)
     buckets.take("a", now=0.0)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from query_api._sandbox import StatementChecker
+from query_api._sql_allowlist import SAFE_FUNCTIONS, SAFE_TABLE_FUNCTIONS
 from stockdata.errors import InvalidInputError
 
 
@@ -92,3 +93,126 @@ def test_a_syntax_error_is_invalid_not_refused(checker: StatementChecker) -> Non
         checker.check("selec 1")
     assert caught.value.code == "sql-invalid"
     assert str(caught.value) == 'SQL does not parse: Parser Error: syntax error at or near "selec"'
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "with recursive r(n) as (select 1 union all select n + 1 from r where n < 3) select * from r",
+        "with a as (select 1 as x), b as (select * from a) select * from b",
+        "select * from (with x as (select 1 as y) select * from x) t",
+        "with x as (select 1 as y) select (select y from x), * from x",
+        "select ticker, lag(close) over (partition by ticker order by trade_date) from eod "
+        "qualify row_number() over (partition by ticker order by trade_date desc) = 1",
+        "select [x * 2 for x in [1, 2, 3] if x > 1], {'a': 1}, list_transform([1], lambda x: x + 1)",
+        "select quantile_cont(close, 0.5), arg_max(ticker, close), 1.5::decimal(10, 2) from eod",
+        "select * exclude (close) from eod",
+        "select case when close > 1 then 'a' else 'b' end, try_cast(close as int) from eod",
+        "select strftime(trade_date, '%Y'), date_trunc('year', trade_date), current_date from eod",
+        "from eod pivot (sum(close) for ticker in ('MSFT', 'GOOG'))",
+        "select * from unnest([1, 2]), (values (1, 2)) v(a, b)",
+    ],
+)
+def test_ordinary_analysis_passes(checker: StatementChecker, sql: str) -> None:
+    assert checker.check(sql) == sql
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        # A CTE's name counts only where it is visible.
+        (
+            'with "/etc/passwd" as (select * from \'/etc/passwd\') select * from "/etc/passwd"',
+            "relation '/etc/passwd'",
+        ),
+        ("select * from (with x as (select 1) select * from x) a, x", "relation 'x'"),
+        (
+            "select * from (with \"/etc/passwd\" as (select 1) select 1) t, '/etc/passwd'",
+            "relation '/etc/passwd'",
+        ),
+        (
+            "with a as (select * from b), b as (select * from '/etc/passwd') select * from a",
+            "relation 'b'",
+        ),
+        ("with eod as (select * from '/etc/passwd') select * from eod", "relation '/etc/passwd'"),
+        ("from (show all tables)", "show ref is not allowed"),
+        ("select * from (describe eod)", "show ref is not allowed"),
+        ("select * from eod at (version => 1)", "time travel"),
+        ("select write_blob('/tmp/x', 'x'::blob)", "function write_blob()"),
+        ("select current_setting('allowed_directories')", "function current_setting()"),
+        ("select get_block_size('memory')", "function get_block_size()"),
+        ("select pg_catalog.upper('a')", "function upper()"),
+        ("select $1", "parameter expressions are not allowed"),
+        ("select 1\x00", "NUL character"),
+        ("import database '/etc'", "does not parse"),
+    ],
+)
+def test_scope_and_allow_list_refusals(checker: StatementChecker, sql: str, reason: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        checker.check(sql)
+    assert reason in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_deep_nesting_is_refused_not_a_recursion_error() -> None:
+    checker = StatementChecker(max_length=100_000)
+    try:
+        with pytest.raises(InvalidInputError) as caught:
+            checker.check("select " + "case when 1 = 1 then " * 400 + "1" + " end" * 400)
+        assert str(caught.value) == "SQL refused: the query is nested more than 300 levels deep"
+        assert checker.check("select " + "abs(" * 50 + "1" + ")" * 50).startswith("select abs(")
+    finally:
+        checker.close()
+
+
+def test_import_is_parsed_without_reading_files(checker: StatementChecker) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        checker.check("import database '/etc'")
+    assert "file system operations are disabled" in str(caught.value)
+
+
+def test_the_allow_list_is_reviewed_against_this_duckdb() -> None:
+    import duckdb
+
+    con = duckdb.connect()
+    known = {
+        row[0]
+        for row in con.execute(
+            "select function_name from duckdb_functions() where schema_name = 'main'"
+        ).fetchall()
+    }
+    assert known >= SAFE_FUNCTIONS
+    dangerous = {
+        "current_setting",
+        "current_database",
+        "current_schema",
+        "current_query",
+        "version",
+        "sleep_ms",
+        "write_log",
+        "getvariable",
+        "nextval",
+        "currval",
+        "setseed",
+        "json_serialize_sql",
+        "json_deserialize_sql",
+        "json_serialize_plan",
+        "get_block_size",
+        "write_blob",
+        "read_blob",
+        "read_text",
+        "pg_sleep",
+        "txid_current",
+        "stats",
+    }
+    assert not SAFE_FUNCTIONS & dangerous
+    assert not {n for n in SAFE_FUNCTIONS if n.startswith(("pg_", "__internal", "duckdb_"))}
+    # No allowed macro reads the catalog, a setting or a table function behind its name.
+    macros = con.execute(
+        "select function_name, lower(macro_definition) from duckdb_functions() "
+        "where function_type = 'macro' and schema_name = 'main'"
+    ).fetchall()
+    for name, body in macros:
+        if name in SAFE_FUNCTIONS:
+            assert " from " not in f" {body} " and "setting" not in body, name
+    assert {"range", "generate_series", "unnest"} == SAFE_TABLE_FUNCTIONS

@@ -12,7 +12,12 @@ import pytest
 
 import lake
 from loaders.providers import EodhdProvider, ProviderSettings, TiingoProvider, get_provider
-from stockdata.errors import ConfigurationError, PermanentError, TransientError
+from stockdata.errors import (
+    CredentialError,
+    InvalidInputError,
+    PermanentError,
+    TransientError,
+)
 from tests.stubs import eodhd as eodhd_stub
 from tests.stubs import tiingo as tiingo_stub
 from tests.stubs.eodhd import EodhdStub
@@ -106,7 +111,8 @@ def test_tiingo_permanent_errors(tiingo: TiingoStub, log_buffer: io.StringIO) ->
         tiingo_provider(tiingo).fetch_bars(["NOPE"], exchange_mic="XNAS", **WEEK)
     assert unknown.value.code == "not_found"
     assert str(unknown.value) == "tiingo: Error: Ticker 'NOPE' not found"
-    with pytest.raises(PermanentError) as refused:
+    assert not isinstance(unknown.value, CredentialError)
+    with pytest.raises(CredentialError) as refused:
         tiingo_provider(tiingo, key="bad-token-1234").fetch_bars(
             ["MSFT"], exchange_mic="XNAS", **WEEK
         )
@@ -203,7 +209,7 @@ def test_eodhd_prices_with_exchange_suffixes(eodhd: EodhdStub) -> None:
         "api_token": KEY,
         "fmt": "json",
     }
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(InvalidInputError):
         p.fetch_bars(["X"], exchange_mic="XQQQ", **WEEK)
 
 
@@ -226,18 +232,21 @@ def test_eodhd_lists(eodhd: EodhdStub) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fault", "code"),
+    ("fault", "code", "credential"),
     [
-        (Fault.status(402), "payment_required"),
-        (Fault.status(404), "not_found"),
-        (Fault.status(401), "unauthenticated"),
+        (Fault.status(402), "payment_required", True),
+        (Fault.status(404), "not_found", False),
+        (Fault.status(401), "unauthenticated", True),
     ],
 )
-def test_eodhd_permanent_errors(eodhd: EodhdStub, fault: Fault, code: str) -> None:
+def test_eodhd_permanent_errors(
+    eodhd: EodhdStub, fault: Fault, code: str, credential: bool
+) -> None:
     eodhd.inject(fault)
     with pytest.raises(PermanentError) as caught:
         eodhd_provider(eodhd).fetch_bars(["MSFT"], exchange_mic="XNAS", **WEEK)
     assert caught.value.code == code
+    assert isinstance(caught.value, CredentialError) is credential
     assert KEY not in str(caught.value)
     assert len(eodhd.requests) == 1
 

@@ -21,7 +21,13 @@ from loaders.providers import (
     tiingo_symbol,
 )
 from loaders.providers._arrow import batched, to_date, to_volume, unique
-from stockdata.errors import ConfigurationError, PermanentError, TransientError
+from stockdata.errors import (
+    ConfigurationError,
+    CredentialError,
+    InvalidInputError,
+    PermanentError,
+    TransientError,
+)
 
 
 def test_registry_knows_every_provider() -> None:
@@ -68,11 +74,13 @@ def test_volumes_and_batches() -> None:
         (200, "rate_limit_reached", TransientError),
         (500, "internal_error", TransientError),
         (503, "something_new", TransientError),
-        (429, "usage_limit_reached", PermanentError),
-        (200, "usage_limit_reached", PermanentError),
-        (401, "invalid_access_key", PermanentError),
+        (429, "usage_limit_reached", CredentialError),
+        (200, "usage_limit_reached", CredentialError),
+        (401, "invalid_access_key", CredentialError),
+        (200, "missing_access_key", CredentialError),
+        (200, "inactive_user", CredentialError),
         (422, "validation_error", PermanentError),
-        (403, "function_access_restricted", PermanentError),
+        (403, "function_access_restricted", CredentialError),
         (200, "something_new", PermanentError),
     ],
 )
@@ -81,6 +89,8 @@ def test_marketstack_error_mapping(status: int, code: str, kind: type[Exception]
     with pytest.raises(kind) as caught:
         check_marketstack(reply)
     assert caught.value.code == code  # type: ignore[attr-defined]
+    # a key or quota error says "this process is broken", a job error does not
+    assert isinstance(caught.value, CredentialError) == (kind is CredentialError)
 
 
 def test_marketstack_success_passes() -> None:
@@ -131,7 +141,7 @@ def test_symbol_spellings() -> None:
     assert eodhd_symbol("VOD", "xlon") == "VOD.LSE"
     assert eodhd_symbol("SAP", "XETR") == "SAP.XETRA"
     assert eodhd_symbol("X", "XABC", exchange_code="ZZ") == "X.ZZ"
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(InvalidInputError):  # the job's exchange, not this process, is at fault
         eodhd_symbol("X", "XABC")
 
 
