@@ -217,9 +217,18 @@ class _Closes:
     closes: npt.NDArray[np.float64]
 
 
+def calendar_sessions(mic: str) -> npt.NDArray[np.datetime64]:
+    """Every session of `mic`'s calendar; an exchange without one is a 404 `unknown-exchange`
+    (a well-formed MIC that names nothing we can count sessions on)."""
+    try:
+        return all_sessions(mic)
+    except InvalidInputError as exc:
+        raise NotFoundError(exc.message, code=exc.code) from exc
+
+
 def start_session(mic: str, end: dt.date, days: int) -> tuple[dt.date | None, int]:
     """The session `days` sessions of `mic`'s calendar before `end`, and how many there are."""
-    sessions = all_sessions(mic)
+    sessions = calendar_sessions(mic)
     before = int(np.searchsorted(sessions, np.datetime64(end, "D")))
     if before < days:
         return None, before
@@ -764,7 +773,7 @@ class EodStore:
     ) -> tuple[pa.Table, int]:
         """The `days`-session change (exchange calendar) for every bar in the range."""
         t0 = time.perf_counter()
-        sessions = all_sessions(exchange).astype(np.int64)
+        sessions = calendar_sessions(exchange).astype(np.int64)
         lo = None
         if date_from is not None:
             first, _ = start_session(exchange, date_from, days)

@@ -207,6 +207,11 @@ RANGE_RULES = (
     "`range-too-large` when `from`..`to` (or `from`..today) spans more than "
     "`API_MAX_RANGE_YEARS`."
 )
+MARKET_RULES = (
+    "`invalid-range` when neither `date` nor `from`/`to` is sent, when `date` is combined "
+    "with `from` or `to`, or `from` is after `to`; `range-too-large` when a JSON page's "
+    "`from`..`to` spans more than `API_MAX_RANGE_YEARS` (downloads have no such limit)."
+)
 DELTA_RULES = (
     "`invalid-range` when `from`/`to` are sent without `series=true`, when `series=true` is "
     "combined with `date`, or `from` is after `to`; `range-too-large` when `from`..`to` spans "
@@ -841,7 +846,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @get(
         "/eod",
         operation_id=_op("getEodOnDate"),
-        responses=ERRORS,
+        responses=_errors(MARKET_RULES),
         summary="Every ticker on one date or over a date range",
         description="All bars of one trading date (`date`, by ticker) or of a range "
         "(`from`/`to`, by date then ticker)."

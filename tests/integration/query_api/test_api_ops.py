@@ -74,6 +74,7 @@ def test_eod_and_deltas_answer_with_the_catalog_down(sample_lake: lake.LakeSetti
                 "lake": {"status": "up"},
             },
             "lake_version": 2,
+            "engine": "serving",
         }
         assert c.get("/health/live").json() == {"status": "ok"}
 
@@ -93,6 +94,7 @@ def test_lake_missing_is_a_503_and_not_ready(tmp_path: Path, seeded: Engine) -> 
                 "lake": {"status": "down", "detail": "the lake cannot be read"},
             },
             "lake_version": None,
+            "engine": "duckdb",
         }
         assert str(tmp_path) not in ready.text
 

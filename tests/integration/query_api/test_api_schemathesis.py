@@ -50,11 +50,14 @@ def _cross_parameter_rule(case: Any) -> str | None:
     "`from`/`to` need `series=true`", "`from` not after `to`" and "at most
     API_MAX_RANGE_YEARS apart" can only be written in the descriptions (they are).
     """
-    if case.operation.path not in {"/v1/eod/{symbol}", "/v1/eod/{symbol}/delta"}:
+    if case.operation.path not in {"/v1/eod", "/v1/eod/{symbol}", "/v1/eod/{symbol}/delta"}:
         return None
     query = case.query or {}
     ranged = "from" in query or "to" in query
-    if case.operation.path == "/v1/eod/{symbol}":
+    if case.operation.path == "/v1/eod":
+        if ("date" in query) == ranged:  # both, or neither
+            return "invalid-range"
+    elif case.operation.path == "/v1/eod/{symbol}":
         if "date" in query and ranged:
             return "invalid-range"
     else:
@@ -65,7 +68,10 @@ def _cross_parameter_rule(case: Any) -> str | None:
     hi = dt.date.fromisoformat(query["to"]) if "to" in query else None
     if lo is not None and hi is not None and lo > hi:
         return "invalid-range"
-    if lo is not None and (((hi or dt.date.today()) - lo).days > 25 * 366):
+    if case.operation.path == "/v1/eod":  # only a page with both ends is bounded
+        if lo is not None and hi is not None and (hi - lo).days > 25 * 366:
+            return "range-too-large"
+    elif lo is not None and (((hi or dt.date.today()) - lo).days > 25 * 366):
         return "range-too-large"
     return None
 

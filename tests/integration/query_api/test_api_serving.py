@@ -93,7 +93,21 @@ def _same_bytes(settings: lake.LakeSettings, seeded: Engine, requests: list[str]
                 assert (path, a.content) == (path, b.content)
         # every read above came from the form in the one and DuckDB in the other
         metrics = serving.get("/metrics").text
-        assert 'engine="duckdb"' not in metrics.split("stockdata_api_query_seconds", 1)[1]
+        duck_reads = re.findall(
+            r'^stockdata_api_query_seconds_count\{engine="duckdb",kind="(\w+)"\} (\S+)$',
+            metrics,
+            re.M,
+        )
+        # (downloads stream through DuckDB by design: batch by batch, any size)
+        assert [k for k, count in duck_reads if float(count) != 0 and k != "stream"] == []
+        assert [
+            kind
+            for kind, _ in re.findall(
+                r'^stockdata_api_query_seconds_count\{engine="serving",kind="(\w+)"\} (\S+)$',
+                metrics,
+                re.M,
+            )
+        ] != []
 
 
 def test_both_read_paths_send_the_same_bytes_on_the_samples(

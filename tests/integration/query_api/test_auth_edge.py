@@ -147,6 +147,7 @@ def test_readiness_follows_the_lake_and_reports_the_catalog(
                 "lake": {"status": "up"},
             },
             "lake_version": up.json()["lake_version"],
+            "engine": "serving",
         }
         assert str(proxy.directory) not in down.text
         assert ".s.PGSQL" not in down.text

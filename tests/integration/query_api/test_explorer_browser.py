@@ -244,24 +244,24 @@ def test_explorer_search_chart_ranges_movers_and_sql(
     expect(page.locator("#last-close")).to_have_text("83.87")
     _shot(page, "explorer-msft-max.png")
 
-    # Movers on 2008-10-10 over one session, as a sortable table.
-    page.fill("#movers-date", "2008-10-10")
+    # Gainers on 2008-10-13 (both rose) over one session, as a sortable table.
+    page.fill("#movers-date", "2008-10-13")
     page.fill("#movers-days", "1")
     page.click("#movers-form button[type=submit]")
-    expect(body).to_have_attribute("data-movers", "2008-10-10|2")
+    expect(body).to_have_attribute("data-movers", "2008-10-13|2")
     rows = page.locator("#movers tbody tr")
     expected = [
-        ["1", "GOOG", "XNAS", "328.98", "332", "+3.02", "+0.92%"],
-        ["2", "MSFT", "XNAS", "18.699", "18.029", "-0.67", "-3.58%"],
+        ["1", "MSFT", "XNAS", "18.029", "21.385", "+3.36", "+18.61%"],
+        ["2", "GOOG", "XNAS", "332", "381.02", "+49.02", "+14.77%"],
     ]
     assert [r.locator("td").all_inner_texts() for r in rows.all()] == expected
-    page.click("#movers th[data-key='pct_change']")  # ascending: the loser first
-    expect(rows.first.locator("td").nth(1)).to_have_text("MSFT")
+    page.click("#movers th[data-key='pct_change']")  # ascending: the smaller gain first
+    expect(rows.first.locator("td").nth(1)).to_have_text("GOOG")
     expect(page.locator("#movers th[data-key='pct_change']")).to_have_attribute(
         "aria-sort", "ascending"
     )
     page.click("#movers th[data-key='pct_change']")
-    expect(rows.first.locator("td").nth(1)).to_have_text("GOOG")
+    expect(rows.first.locator("td").nth(1)).to_have_text("MSFT")
     _shot(page, "explorer-movers.png")
 
     # A ticker in the table opens its chart (same range as before).

@@ -77,7 +77,8 @@ def test_slow_sql_leaves_health_and_catalog_routes_answering(
         "STOCKDATA_LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stockdata", "serve", "--port", str(port)],
+        # one API worker: the SQL gate's capacity is per worker process
+        [sys.executable, "-m", "stockdata", "serve", "--port", str(port), "--workers", "1"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
