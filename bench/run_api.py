@@ -150,6 +150,7 @@ class Server:
         workdir: Path,
         serving: bool = True,
         workers: int | None = None,
+        pinned: bool = True,
     ) -> None:
         import socket
 
@@ -171,7 +172,7 @@ class Server:
             env["STOCKDATA_API_WORKERS"] = str(workers)
         self.proc = subprocess.Popen(
             [
-                *_pinned(SERVER_CPU),
+                *(_pinned(SERVER_CPU) if pinned else []),
                 sys.executable,
                 "-m",
                 "stockdata",
@@ -223,10 +224,11 @@ class Server:
         found = re.findall(rb'^stockdata_api_cache_total\{result="(\w+)"\} (\S+)$', body, re.M)
         return {k.decode(): float(v) for k, v in found}
 
-    def rss(self) -> list[dict[str, float]]:
-        """Per worker process (the server's descendants): private and shared RSS in MB."""
+    def rss(self) -> list[dict[str, Any]]:
+        """Per process of the server (itself and its descendants): its role, private and
+        shared RSS in MB."""
         out = []
-        for pid in _descendants(self.proc.pid):
+        for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
@@ -236,8 +238,17 @@ class Server:
                 for k, _, v in (line.partition(":") for line in status.splitlines())
                 if k in ("RssAnon", "RssFile", "RssShmem", "VmRSS")
             )
-            if "python" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                out.append(fields)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            if "python" not in cmdline:
+                continue
+            role = (
+                "supervisor"
+                if pid == self.proc.pid
+                else "sql worker"
+                if "_sandbox_worker" in cmdline
+                else "api worker"
+            )
+            out.append({"role": role, **fields})
         return out
 
     def stop(self) -> None:
@@ -388,6 +399,16 @@ def main() -> None:
                 results["rss_after_new_version"] = srv.rss()
         finally:
             srv.stop()
+    # The default worker count (one per core; unpinned, so both cores): the form's pages are
+    # shared by the workers, what each holds privately is its own.
+    srv = Server(settings, server="granian", workdir=work, serving=True, pinned=False)
+    try:
+        srv.wait_ready(index=True)
+        for route in ("eod_cold", "movers", "on_date", "year"):
+            wrk(srv.port, scripts[route], connections=CONNECTIONS, duration=DURATION)
+        results["rss_default_workers"] = srv.rss()
+    finally:
+        srv.stop()
     print(json.dumps(results, indent=2), flush=True)
     _report(results, n=n, rows=rows, small=small)
 
@@ -400,11 +421,19 @@ def _report(r: dict[str, Any], *, n: int, rows: int, small: bool) -> None:
     floor = (r["floor_granian_serving"]["rps"] + r["floor_again_granian_serving"]["rps"]) / 2
     cold = r["eod_cold_serving"]
     pinned = bool(_pinned(SERVER_CPU))
-    workers = r["rss"]
+    workers = [p for p in r["rss_default_workers"] if p["role"] == "api worker"]
+
+    def mem(procs: list[dict[str, Any]]) -> str:
+        return "; ".join(
+            f"{p['role']} private {p.get('RssAnon', 0):.0f}, shared {p.get('RssFile', 0):.0f}"
+            for p in procs
+        )
+
     lines = [
         f"`python -m bench api --tickers {n}`: {n:,} synthetic tickers x 20 years "
         f"({rows:,} rows, {DATE_FROM}..{DATE_TO}) in a local Delta lake; `stockdata serve` "
-        f"with default settings (granian, one worker per core: {len(workers)} here; log level "
+        f"with default settings (granian, one worker per core: pinned to one core for the "
+        f"route runs, so 1 worker; {len(workers)} in the memory run; log level "
         "INFO, one JSON access-log event per request to /dev/null; rate limit off, auth none) "
         f"on loopback; wrk 4.1 with {CONNECTIONS} connections, {DURATION} per route after a "
         f"{WARMUP} warm-up on the floor route"
@@ -425,16 +454,11 @@ def _report(r: dict[str, Any], *, n: int, rows: int, small: bool) -> None:
         f"DuckDB only: {r['startup_granian_duckdb']:.1f} s",
         f"- a daily append ({n:,} rows) answered from its new version after "
         f"{r['new_version_s']:.1f} s",
-        "- RSS per worker, MB (private = anonymous; shared = file pages, the mapped form): "
-        + "; ".join(
-            f"private {w.get('RssAnon', 0):.0f}, shared {w.get('RssFile', 0):.0f}" for w in workers
-        )
-        + " (after the new version: "
-        + "; ".join(
-            f"private {w.get('RssAnon', 0):.0f}, shared {w.get('RssFile', 0):.0f}"
-            for w in r["rss_after_new_version"]
-        )
-        + ")",
+        "- RSS in MB (private = anonymous memory; shared = file pages, mostly the mapped "
+        "form, counted in every process that touched them but held once by the page cache), "
+        f"pinned server (1 worker) after every route: {mem(r['rss'])}; after the new version: "
+        f"{mem(r['rss_after_new_version'])}; default workers ({len(workers)}, unpinned) after "
+        f"cold lookups, movers, one-date and one-year runs: {mem(r['rss_default_workers'])}",
         "",
         "| route (16 connections) | engine | req/s | p50 ms | p99 ms | non-2xx | hit |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",

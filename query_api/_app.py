@@ -124,7 +124,9 @@ def create_app(
         metrics=metrics_,
         responder=Responder(
             ResponseCache(
-                entries=settings.api_cache_entries, max_age=settings.api_staleness_seconds
+                entries=settings.api_cache_entries,
+                max_age=settings.api_staleness_seconds,
+                max_bytes=settings.api_cache_mb << 20,
             ),
             metrics_,
             max_age=settings.api_staleness_seconds,

@@ -42,6 +42,13 @@ class ApiSettings(StockdataSettings):
     api_cache_entries: int = Field(
         default=20_000, ge=0, le=10_000_000, description="Responses kept in the per-process cache."
     )
+    api_cache_mb: int = Field(
+        default=64,
+        ge=0,
+        le=65_536,
+        description="Most MiB of response bodies the per-process cache holds (an answer "
+        "above an eighth of it is not cached).",
+    )
     api_serving: bool = Field(
         default=True,
         description="Answer reads from the serving form of the current lake version "

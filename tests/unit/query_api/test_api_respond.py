@@ -95,6 +95,25 @@ def test_cache_is_keyed_by_version_bounded_and_expires() -> None:
     assert len(stale) == 0
 
 
+def test_cache_holds_at_most_its_byte_budget_and_skips_answers_above_an_eighth() -> None:
+    cache = ResponseCache(entries=100, max_age=60, max_bytes=800)
+    now = time.monotonic()
+    for key in "abcd":
+        cache.put(1, key, Encoded(b"x" * 100, "application/json", now))
+    assert (len(cache), cache.nbytes) == (4, 400)
+    cache.put(1, "a", Encoded(b"y" * 100, "application/json", now))  # replaced, not added
+    assert (len(cache), cache.nbytes) == (4, 400)
+    cache.put(1, "big", Encoded(b"z" * 101, "application/json", now))  # 101 * 8 > 800
+    assert (cache.get(1, "big"), len(cache), cache.nbytes) == (None, 4, 400)
+    for key in "efghi":
+        cache.put(1, key, Encoded(b"x" * 100, "application/json", now))
+    # 9 bodies of 100 bytes against a budget of 800: the least recently used one went
+    assert (len(cache), cache.nbytes, cache.get(1, "b")) == (8, 800, None)
+    assert cache.get(1, "a") is not None and cache.get(1, "i") is not None
+    cache.clear()
+    assert (len(cache), cache.nbytes) == (0, 0)
+
+
 def test_doorkeeper_admits_a_key_on_its_second_sighting_and_starts_over_when_full() -> None:
     cache = ResponseCache(entries=2, max_age=60)
     assert [cache.seen_before(1, "a"), cache.seen_before(1, "a")] == [False, True]
