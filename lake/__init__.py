@@ -1,5 +1,23 @@
 """The lake: Delta tables of EoD bars on local disk or ADLS, written idempotently, read by DuckDB."""
 
+from lake._actions import (
+    ACTION_INPUT_SCHEMA,
+    actions_from_bars,
+    actions_version,
+    read_actions,
+    validate_actions,
+    write_actions,
+)
+from lake._adjust import (
+    BASES,
+    PREV_CLOSE_SQL,
+    Adjustment,
+    Basis,
+    apply_prices,
+    apply_volumes,
+    build_adjustment,
+    factor_columns,
+)
 from lake._calendar import all_sessions, exchange_calendar, sessions_through
 from lake._maintenance import (
     OptimizeMetrics,
@@ -24,6 +42,10 @@ from lake._reader import (
     views_sql,
 )
 from lake._schema import (
+    ACTION_KEY,
+    ACTION_KINDS,
+    ACTION_SCHEMA,
+    ACTIONS_TABLE,
     BAR_SCHEMA,
     BY_DATE_SCHEMA,
     BY_DATE_TABLE,
@@ -56,17 +78,26 @@ from lake._write import (
 )
 
 __all__ = [
+    "ACTIONS_TABLE",
+    "ACTION_INPUT_SCHEMA",
+    "ACTION_KEY",
+    "ACTION_KINDS",
+    "ACTION_SCHEMA",
     "BAR_SCHEMA",
+    "BASES",
     "BY_DATE_SCHEMA",
     "BY_DATE_TABLE",
     "DELTA_WINDOWS",
     "EOD_SCHEMA",
     "EOD_TABLE",
     "FLOAT_BAR_COLUMNS",
+    "PREV_CLOSE_SQL",
     "REJECTS_TABLE",
     "REJECT_SCHEMA",
     "SERVING_FORMAT",
     "TABLE_CONFIGURATION",
+    "Adjustment",
+    "Basis",
     "LakeReader",
     "LakeSettings",
     "OptimizeMetrics",
@@ -78,7 +109,12 @@ __all__ = [
     "TableInfo",
     "Validated",
     "WriteMetrics",
+    "actions_from_bars",
+    "actions_version",
     "all_sessions",
+    "apply_prices",
+    "apply_volumes",
+    "build_adjustment",
     "check_access",
     "checkpoint",
     "conform",
@@ -87,6 +123,7 @@ __all__ = [
     "ensure_table",
     "exchange_calendar",
     "extension_path",
+    "factor_columns",
     "init_sql",
     "local_snapshot",
     "open_table",
@@ -94,6 +131,7 @@ __all__ = [
     "partitions_to_optimize",
     "publish",
     "published_versions",
+    "read_actions",
     "read_manifest",
     "restore",
     "serving_path",
@@ -103,8 +141,10 @@ __all__ = [
     "table_info",
     "vacuum",
     "validate",
+    "validate_actions",
     "version_as_of",
     "views_sql",
+    "write_actions",
     "write_bars",
     "write_rejects",
 ]

@@ -14,8 +14,9 @@ import numpy as np
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from lake._adjust import views_sql as adjusted_views_sql
 from lake._calendar import sessions_through
-from lake._schema import BY_DATE_TABLE, EOD_TABLE, REJECTS_TABLE
+from lake._schema import ACTIONS_TABLE, BY_DATE_TABLE, EOD_TABLE, REJECTS_TABLE
 from lake._settings import Granularity, LakeSettings, _sql_literal
 from lake._write import open_table
 from stockdata.errors import ConfigurationError, NotFoundError
@@ -109,9 +110,11 @@ def views_sql(
     version: int | None = None,
     tables: Collection[str] | None = None,
 ) -> list[str]:
-    """SQL that attaches the lake's tables and defines `eod`, `eod_deltas`, `eod_rejects`.
+    """SQL that attaches the lake's tables and defines `eod`, `eod_deltas`, `eod_rejects`,
+    `corporate_actions` and the adjusted views (`action_factors`, `eod_split_adjusted`,
+    `eod_adjusted`: lake/_adjust.py).
 
-    `tables` limits it to those tables (and their views); None means all three.
+    `tables` limits it to those tables (and their views); None means all four.
     """
     stmts = []
     views = []
@@ -119,6 +122,7 @@ def views_sql(
         ("lake_eod", EOD_TABLE, "eod"),
         ("lake_by_date", BY_DATE_TABLE, "eod_by_date"),
         ("lake_rejects", REJECTS_TABLE, "eod_rejects"),
+        ("lake_actions", ACTIONS_TABLE, "corporate_actions"),
     ):
         if tables is not None and name not in tables:
             continue
@@ -135,6 +139,8 @@ def views_sql(
     stmts.extend(views)
     if tables is None or EOD_TABLE in tables:
         stmts.append(f"CREATE OR REPLACE VIEW eod_deltas AS {_deltas_sql()}")
+        if tables is None or ACTIONS_TABLE in tables:
+            stmts.extend(adjusted_views_sql())
     return stmts
 
 
@@ -190,7 +196,7 @@ def init_sql(settings: LakeSettings, *, tables: Collection[str] | None = None) -
         emulator = settings.emulator_blob_url()
         if emulator:
             lines.insert(0, f"-- Azurite: export AZURITE_BLOB_STORAGE_URL={emulator} first")
-    for name in (EOD_TABLE, BY_DATE_TABLE, REJECTS_TABLE):
+    for name in (EOD_TABLE, BY_DATE_TABLE, REJECTS_TABLE, ACTIONS_TABLE):
         if tables is not None and name not in tables:
             lines.append(
                 f"-- {name}: no table yet at {settings.table_uri(name)}; its view is left out "
@@ -219,6 +225,7 @@ def connect(
 
     ensure_table(settings, BY_DATE_TABLE)
     ensure_table(settings, REJECTS_TABLE)
+    ensure_table(settings, ACTIONS_TABLE)
     config: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
@@ -260,12 +267,19 @@ class LakeReader:
         self._lock = threading.Lock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._version: int | None = None
+        self._actions_version: int | None = None
         self._checked = 0.0
         self._table: DeltaTable | None = None
+        self._actions: DeltaTable | None = None
 
     @property
     def version(self) -> int | None:
         return self._version
+
+    @property
+    def actions_version(self) -> int | None:
+        """The `corporate_actions` version the connection's views read."""
+        return self._actions_version
 
     def latest_version(self) -> int | None:
         if self._table is None:
@@ -276,15 +290,30 @@ class LakeReader:
             self._table.update_incremental()
         return int(self._table.version())
 
+    def _latest_actions_version(self) -> int | None:
+        if self._actions is None:
+            self._actions = open_table(self._settings, ACTIONS_TABLE)
+            if self._actions is None:
+                return None
+        else:
+            self._actions.update_incremental()
+        return int(self._actions.version())
+
     def connection(self) -> duckdb.DuckDBPyConnection:
+        """A cursor on the connection of the latest versions: a new eod_prices or
+        corporate_actions version re-attaches (actions change without new bars)."""
         now = time.monotonic()
         with self._lock:
             if self._con is None or now - self._checked >= self._poll:
                 latest = self.latest_version()
+                actions = self._latest_actions_version()
                 self._checked = now
-                if self._con is None or latest != self._version:
+                if self._con is None or latest != self._version or actions != self._actions_version:
                     fresh = connect(self._settings, threads=self._threads)
-                    old, self._con, self._version = self._con, fresh, latest
+                    if actions is None:  # connect created it
+                        actions = self._latest_actions_version()
+                    old, self._con = self._con, fresh
+                    self._version, self._actions_version = latest, actions
                     if old is not None:
                         old.close()
             return self._con.cursor()

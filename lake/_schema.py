@@ -7,6 +7,7 @@ import pyarrow as pa
 EOD_TABLE = "eod_prices"
 REJECTS_TABLE = "eod_rejects"
 BY_DATE_TABLE = "eod_by_date"
+ACTIONS_TABLE = "corporate_actions"
 
 #: What a provider hands the lake: one row per (ticker, trade_date).
 BAR_SCHEMA = pa.schema(
@@ -59,6 +60,28 @@ BY_DATE_SCHEMA = pa.schema(
         pa.field("period", pa.string(), nullable=False),
     ]
 )
+
+#: `corporate_actions`: splits, dividends and their kin, one row per ACTION_KEY (lake/_actions.py).
+ACTION_SCHEMA = pa.schema(
+    [
+        pa.field("ticker", pa.string(), nullable=False),
+        pa.field("exchange_mic", pa.string(), nullable=False),
+        pa.field("ex_date", pa.date32(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("ratio", pa.float64()),
+        pa.field("amount", pa.float64()),
+        pa.field("currency", pa.string()),
+        pa.field("new_symbol", pa.string()),
+        pa.field("declared_date", pa.date32()),
+        pa.field("source", pa.string()),
+        pa.field("job_id", pa.string()),
+        pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+ACTION_KEY = ("ticker", "exchange_mic", "ex_date", "kind")
+ACTION_KINDS = ("split", "stock_dividend", "dividend", "symbol_change")
+#: Kinds that change the share count: prices divide by `ratio`, volumes multiply by it.
+SHARE_KINDS = ("split", "stock_dividend")
 
 #: `eod_rejects`: rows that failed validation, their raw values as text, and why.
 REJECT_SCHEMA = pa.schema(

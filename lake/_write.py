@@ -23,6 +23,8 @@ from deltalake import (
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from lake._schema import (
+    ACTION_SCHEMA,
+    ACTIONS_TABLE,
     BY_DATE_SCHEMA,
     BY_DATE_TABLE,
     EOD_SCHEMA,
@@ -127,6 +129,7 @@ def ensure_table(settings: LakeSettings, name: str) -> DeltaTable:
         EOD_TABLE: (EOD_SCHEMA, ["period"]),
         BY_DATE_TABLE: (BY_DATE_SCHEMA, ["period"]),
         REJECTS_TABLE: (REJECT_SCHEMA, None),
+        ACTIONS_TABLE: (ACTION_SCHEMA, None),
     }[name]
     try:
         DeltaTable.create(
@@ -135,7 +138,11 @@ def ensure_table(settings: LakeSettings, name: str) -> DeltaTable:
             partition_by=partition,
             mode="ignore",
             name=name,
-            configuration=TABLE_CONFIGURATION,
+            configuration=(
+                {**TABLE_CONFIGURATION, "delta.dataSkippingStatsColumns": "ticker,ex_date"}
+                if name == ACTIONS_TABLE
+                else TABLE_CONFIGURATION
+            ),
             storage_options=settings.storage_options(),
         )
     except DeltaError as exc:  # another writer created it first
@@ -472,6 +479,13 @@ def write_bars(
     # The date-ordered copy, under its own application transaction with the same job id:
     # a job that died between the two commits completes it on replay.
     _upsert(settings, BY_DATE_TABLE, by_date_rows(batch), app_id=job_id, retry=retry, box=box)
+    # Splits and dividends a provider sends on its bars are actions too: a daily run that
+    # sees one makes the whole history adjust (lake/_adjust.py) without re-downloading it.
+    from lake._actions import actions_from_bars, write_actions
+
+    carried = actions_from_bars(checked.good)
+    if carried.num_rows:
+        write_actions(settings, carried, job_id=job_id, today=today, retry=retry)
     inserted = metrics.get("num_target_rows_inserted", 0)
     updated = metrics.get("num_target_rows_updated", 0)
     partitions = tuple(box[4])
