@@ -86,7 +86,7 @@ def main() -> None:
     def form_point() -> Any:
         t, d = rng.choice(keys)
         p = form.point(form.sid_of[t, "XNYS"], d)
-        return form.rows_at(np.asarray([p]), adjusted=False)
+        return form.rows_at(np.asarray([p]), scale=None)
 
     def form_delta() -> Any:
         t, d = rng.choice(keys)
@@ -96,12 +96,12 @@ def main() -> None:
 
     def form_on_date() -> Any:
         pos = form.on_date(rng.choice(dates), None)
-        return form.rows_at(pos, adjusted=False)
+        return form.rows_at(pos, scale=None)
 
     def form_movers() -> Any:
         d = rng.choice(dates)
         a, b = form.on_date(d, None), form.on_date(d - dt.timedelta(days=30), None)
-        return form.closes_at(a, adjusted=False), form.closes_at(b, adjusted=False)
+        return form.closes_at(a, scale=None), form.closes_at(b, scale=None)
 
     results["serving form (mmap NumPy)"] = {
         "build_s": build,
@@ -181,7 +181,7 @@ def main() -> None:
 
     def hot_point() -> Any:
         t, d = rng.choice(keys)
-        return index.point_row(index.sid_of[t, "XNYS"], d, adjusted=False)
+        return index.point_row(index.sid_of[t, "XNYS"], d, scale=None)
 
     results["HotIndex (per process, in memory)"] = {
         "build_s": build,

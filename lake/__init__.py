@@ -19,6 +19,7 @@ from lake._adjust import (
     factor_columns,
 )
 from lake._calendar import all_sessions, exchange_calendar, sessions_through
+from lake._checks import Finding, check_adjustments
 from lake._maintenance import (
     OptimizeMetrics,
     RestoreResult,
@@ -98,6 +99,7 @@ __all__ = [
     "TABLE_CONFIGURATION",
     "Adjustment",
     "Basis",
+    "Finding",
     "LakeReader",
     "LakeSettings",
     "OptimizeMetrics",
@@ -116,6 +118,7 @@ __all__ = [
     "apply_volumes",
     "build_adjustment",
     "check_access",
+    "check_adjustments",
     "checkpoint",
     "conform",
     "connect",

@@ -19,8 +19,16 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from lake._adjust import views_sql as adjusted_views_sql
 from lake._reader import _deltas_sql
-from lake._schema import EOD_SCHEMA, EOD_TABLE, REJECT_SCHEMA, REJECTS_TABLE
+from lake._schema import (
+    ACTION_SCHEMA,
+    ACTIONS_TABLE,
+    EOD_SCHEMA,
+    EOD_TABLE,
+    REJECT_SCHEMA,
+    REJECTS_TABLE,
+)
 from lake._settings import LakeSettings, _sql_literal
 from lake._write import ensure_table, open_table
 from stockdata.errors import ConfigurationError, NotFoundError
@@ -29,8 +37,9 @@ from stockdata.errors import ConfigurationError, NotFoundError
 _TABLES: Mapping[str, tuple[pa.Schema, str | None]] = {
     EOD_TABLE: (EOD_SCHEMA, "period"),
     REJECTS_TABLE: (REJECT_SCHEMA, None),
+    ACTIONS_TABLE: (ACTION_SCHEMA, None),
 }
-_VIEW_OF = {EOD_TABLE: "eod", REJECTS_TABLE: "eod_rejects"}
+_VIEW_OF = {EOD_TABLE: "eod", REJECTS_TABLE: "eod_rejects", ACTIONS_TABLE: "corporate_actions"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,13 @@ class Snapshot:
     files: Mapping[str, tuple[SnapshotFile, ...]]
     #: Directories holding every file (what a confined reader needs to read).
     roots: tuple[str, ...]
+    #: The `corporate_actions` version (actions change without a new eod_prices version).
+    actions_version: int | None = None
+
+    @property
+    def key(self) -> tuple[int, int | None]:
+        """What identifies the snapshot's data: (eod_prices version, actions version)."""
+        return self.version, self.actions_version
 
     @property
     def paths(self) -> list[str]:
@@ -93,7 +109,11 @@ def local_snapshot(settings: LakeSettings, *, mirror: Path | None = None) -> Sna
             f"no eod_prices table at {settings.table_uri(EOD_TABLE)}: load data first "
             "(`stockdata ingest load` or `stockdata demo --no-serve`)"
         )
-    tables = {EOD_TABLE: eod, REJECTS_TABLE: ensure_table(settings, REJECTS_TABLE)}
+    tables = {
+        EOD_TABLE: eod,
+        REJECTS_TABLE: ensure_table(settings, REJECTS_TABLE),
+        ACTIONS_TABLE: ensure_table(settings, ACTIONS_TABLE),
+    }
     if settings.is_azure and mirror is None:
         raise ConfigurationError("a lake on ADLS needs a local mirror directory for SQL")
     files: dict[str, tuple[SnapshotFile, ...]] = {}
@@ -117,7 +137,12 @@ def local_snapshot(settings: LakeSettings, *, mirror: Path | None = None) -> Sna
         files[name] = tuple(local)
     if mirror is not None:
         _prune(mirror, {f.path for fs in files.values() for f in fs})
-    return Snapshot(version=int(eod.version()), files=files, roots=tuple(roots))
+    return Snapshot(
+        version=int(eod.version()),
+        files=files,
+        roots=tuple(roots),
+        actions_version=int(tables[ACTIONS_TABLE].version()),
+    )
 
 
 def _prune(mirror: Path, keep: set[str]) -> None:
@@ -178,10 +203,12 @@ def _table_select(schema: pa.Schema, partition: str | None, files: tuple[Snapsho
 
 
 def snapshot_views_sql(snapshot: Snapshot) -> list[str]:
-    """SQL defining `eod`, `eod_rejects` and `eod_deltas` over the snapshot's Parquet files."""
+    """SQL defining `eod`, `eod_rejects`, `corporate_actions`, `eod_deltas` and the adjusted
+    views over the snapshot's Parquet files."""
     stmts = []
     for name, (schema, partition) in _TABLES.items():
         select = _table_select(schema, partition, snapshot.files.get(name, ()))
         stmts.append(f"CREATE OR REPLACE VIEW {_VIEW_OF[name]} AS {select}")
     stmts.append(f"CREATE OR REPLACE VIEW eod_deltas AS {_deltas_sql()}")
+    stmts.extend(adjusted_views_sql())
     return stmts

@@ -130,6 +130,7 @@ def create_app(
             ),
             metrics_,
             max_age=settings.api_staleness_seconds,
+            revision=store.actions_revision,
         ),
         flags=flags or build_flags(flag_settings or FlagSettings()),
         authenticator=authenticator,

@@ -20,11 +20,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import lake
-from lake import LakeReader, LakeSettings, all_sessions
+from lake import Adjustment, Basis, LakeReader, LakeSettings, all_sessions, build_adjustment
 from query_api import _models as m
 from query_api._index import BarRow
 from query_api._metrics import ApiMetrics
-from query_api._serving import ServingForm, day_number, to_date, to_dates
+from query_api._serving import Scale, ServingForm, day_number, to_date, to_dates
 from query_api._settings import ApiSettings
 from stockdata.errors import InvalidInputError, NotFoundError, StockDataError, TransientError
 from stockdata.logs import get_logger, scrub_text
@@ -50,6 +50,23 @@ BAR_SCHEMA = pa.schema(
         pa.field("dividend", pa.float64()),
         pa.field("currency", pa.string()),
         pa.field("source", pa.string()),
+    ]
+)
+ACTION_SCHEMA = pa.schema(
+    [
+        pa.field("ticker", pa.string()),
+        pa.field("exchange_mic", pa.string()),
+        pa.field("ex_date", pa.date32()),
+        pa.field("kind", pa.string()),
+        pa.field("ratio", pa.float64()),
+        pa.field("amount", pa.float64()),
+        pa.field("currency", pa.string()),
+        pa.field("new_symbol", pa.string()),
+        pa.field("declared_date", pa.date32()),
+        pa.field("source", pa.string()),
+        pa.field("prev_close", pa.float64()),
+        pa.field("price_factor", pa.float64()),
+        pa.field("volume_factor", pa.float64()),
     ]
 )
 DELTA_SCHEMA = pa.schema(
@@ -81,42 +98,85 @@ class MoverRow:
     pct_change: float
 
 
+@dataclass(frozen=True, slots=True)
+class Adjust:
+    """How an answer's prices are adjusted: `basis` (lake/_adjust.py) for the actions with
+    an ex-date on or before `as_of` (None: every action the lake knows)."""
+
+    basis: Basis = "none"
+    as_of: dt.date | None = None
+
+    @property
+    def adjusted(self) -> bool:
+        return self.basis != "none"
+
+
+AS_TRADED = Adjust()
+#: The basis of changes (deltas, delta series, movers) when a request names none: a split
+#: is a share-count change, not a price move; a dividend's drop is a real price move.
+CHANGE_BASIS: Basis = "splits"
+
+
+def _series_ids(adjustment: Adjustment, tickers: Any, mics: Any) -> npt.NDArray[np.int64]:
+    """Adjustment series ids of Arrow ticker / exchange columns (-1: no actions)."""
+    if adjustment.empty or len(tickers) == 0:
+        return np.full(len(tickers), -1, dtype=np.int64)
+    keys = pc.binary_join_element_wise(tickers, mics, "\x1f")
+    known = pa.array([f"{t}\x1f{m}" for t, m in adjustment.series], pa.string())
+    found = pc.index_in(keys, value_set=known)
+    out: npt.NDArray[np.int64] = np.asarray(
+        pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64
+    )
+    return out
+
+
+def _adjust_table(table: pa.Table, adjustment: Adjustment, adjust: Adjust) -> pa.Table:
+    """Bars (BAR_SCHEMA) adjusted per `adjust`; as-traded `table` when basis is none."""
+    if not adjust.adjusted or table.num_rows == 0:
+        return table
+    ids = _series_ids(
+        adjustment,
+        table.column("ticker").combine_chunks(),
+        table.column("exchange_mic").combine_chunks(),
+    )
+    days = np.asarray(
+        table.column("date").combine_chunks().cast(pa.int32()).to_numpy(), dtype=np.int64
+    )
+    pf, vf = adjustment.factors(ids, days, adjust.basis, adjust.as_of)
+    for name in _PRICES:
+        raw = np.asarray(table.column(name).to_numpy(), dtype=np.float64)
+        table = table.set_column(
+            table.schema.get_field_index(name), name, pa.array(lake.apply_prices(raw, pf))
+        )
+    vol = np.asarray(table.column("volume").to_numpy(), dtype=np.int64)
+    return table.set_column(
+        table.schema.get_field_index("volume"), "volume", pa.array(lake.apply_volumes(vol, vf))
+    )
+
+
+_NO_FACTORS = pa.table(
+    {
+        "ticker": pa.array([], pa.string()),
+        "exchange_mic": pa.array([], pa.string()),
+        "ex_date": pa.array([], pa.date32()),
+        "split_price_factor": pa.array([], pa.float64()),
+        "price_factor": pa.array([], pa.float64()),
+        "volume_factor": pa.array([], pa.float64()),
+    }
+)
+
+
 def _pct(end: float, start: float) -> float:
     return round((end / start - 1.0) * 100.0, 6)
 
 
-def _price_sql(name: str, adjusted: bool) -> str:
-    return f"coalesce(adj_{name}, {name})" if adjusted else name
-
-
-def _bar_select(adjusted: bool) -> str:
-    prices = ", ".join(f"{_price_sql(p, adjusted)} AS {p}" for p in _PRICES)
-    volume = "CAST(round(coalesce(adj_volume, volume)) AS BIGINT)" if adjusted else "volume"
+def _bar_select() -> str:
+    """The as-traded bar columns; adjustment is applied to the rows afterwards."""
+    prices = ", ".join(_PRICES)
     return (
-        f"ticker, exchange_mic, trade_date AS date, {prices}, {volume} AS volume, "
+        f"ticker, exchange_mic, trade_date AS date, {prices}, volume, "
         "split_factor, dividend, currency, source"
     )
-
-
-def project_bars(table: pa.Table, *, adjusted: bool) -> pa.Table:
-    """Index rows (INDEX_COLUMNS) to the API's bar schema, adjusted prices if asked."""
-    cols: dict[str, Any] = {
-        "ticker": table.column("ticker"),
-        "exchange_mic": table.column("exchange_mic"),
-        "date": table.column("trade_date"),
-    }
-    for p in _PRICES:
-        cols[p] = (
-            pc.coalesce(table.column(f"adj_{p}"), table.column(p)) if adjusted else table.column(p)
-        )
-    if adjusted:
-        vol = pc.coalesce(table.column("adj_volume"), table.column("volume").cast(pa.float64()))
-        cols["volume"] = pc.round(vol).cast(pa.int64())
-    else:
-        cols["volume"] = table.column("volume")
-    for name in ("split_factor", "dividend", "currency", "source"):
-        cols[name] = table.column(name)
-    return pa.table(cols, schema=BAR_SCHEMA)
 
 
 def canonical(table: pa.Table) -> pa.Table:
@@ -149,13 +209,13 @@ class Bars:
         table: pa.Table | None = None,
         form: ServingForm | None = None,
         positions: npt.NDArray[np.int64] | list[int] | None = None,
-        adjusted: bool = False,
+        scale: Scale | None = None,
         rows: list[BarRow] | None = None,
     ) -> None:
         self._table = table
         self._form = form
         self._pos = np.asarray(positions if positions is not None else np.empty(0), dtype=np.int64)
-        self._adjusted = adjusted
+        self._scale = scale
         self._rows = rows
 
     def __len__(self) -> int:
@@ -169,14 +229,14 @@ class Bars:
                 self._rows = list(zip(*columns, strict=True)) if columns else []
             else:
                 assert self._form is not None
-                self._rows = self._form.rows_at(self._pos, adjusted=self._adjusted)
+                self._rows = self._form.rows_at(self._pos, scale=self._scale)
         return self._rows
 
     def table(self) -> pa.Table:
         if self._table is None:
             assert self._form is not None
             self._table = canonical(
-                self._form.table_at(self._pos, adjusted=self._adjusted, schema=BAR_SCHEMA)
+                self._form.table_at(self._pos, scale=self._scale, schema=BAR_SCHEMA)
             )
         return self._table
 
@@ -277,6 +337,9 @@ class EodStore:
         self._polled = float("-inf")
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self._adjustment: tuple[tuple[int | None, int | None], Adjustment] | None = None
+        self._adjustment_lock = threading.Lock()
+        self._form_ids: tuple[ServingForm, Adjustment, npt.NDArray[np.int64]] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -440,6 +503,70 @@ class EodStore:
         if self._metrics is not None:
             self._metrics.observe_query(kind, engine, time.perf_counter() - t0)
 
+    # -- adjustment ------------------------------------------------------------------------
+
+    def adjustment(self) -> Adjustment:
+        """The factors of every corporate action, for the versions the reader is on: built
+        once per (eod_prices, corporate_actions) version pair, by the `action_factors` view
+        (the same arithmetic the SQL views use)."""
+        key = (self._reader.version, self._reader.actions_version)
+        cached = self._adjustment
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with self._adjustment_lock:
+            cached = self._adjustment
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            t0 = time.perf_counter()
+            with self.cursor() as cur:
+                key = (self._reader.version, self._reader.actions_version)
+                (n,) = cur.execute("SELECT count(*) FROM corporate_actions").fetchone() or (0,)
+                table = (
+                    cur.execute(
+                        "SELECT ticker, exchange_mic, ex_date, split_price_factor, "
+                        "price_factor, volume_factor FROM action_factors"
+                    ).to_arrow_table()
+                    if n
+                    else None
+                )
+            adjustment = (
+                build_adjustment(table, actions_version=key[1])
+                if table is not None
+                else build_adjustment(_NO_FACTORS, actions_version=key[1])
+            )
+            self._adjustment = (key, adjustment)
+            self._form_ids = None
+            log.info(
+                "adjustment_built",
+                actions=int(n),
+                series=len(adjustment.series),
+                seconds=round(time.perf_counter() - t0, 3),
+            )
+            return adjustment
+
+    def actions_revision(self) -> str:
+        """The corporate actions version answers are adjusted by, for cache keys and ETags:
+        actions change without a new eod_prices version."""
+        return f"|a{self._reader.actions_version}"
+
+    def _form_scale(
+        self, form: ServingForm, pos: npt.NDArray[np.int64], adjust: Adjust
+    ) -> Scale | None:
+        """Factors for serving-form rows `pos` (None: as traded)."""
+        if not adjust.adjusted:
+            return None
+        adjustment = self.adjustment()
+        cached = self._form_ids
+        if cached is None or cached[0] is not form or cached[1] is not adjustment:
+            cached = (form, adjustment, adjustment.ids(form.series))
+            self._form_ids = cached
+        ids = cached[2][form.sids_at(pos)] if cached[2].size else np.full(pos.size, -1, np.int64)
+        days = np.asarray(form.days[pos], dtype=np.int64)
+        return adjustment.factors(ids, days, adjust.basis, adjust.as_of)
+
+    def _adjusted(self, table: pa.Table, adjust: Adjust) -> pa.Table:
+        return _adjust_table(table, self.adjustment(), adjust) if adjust.adjusted else table
+
     # -- symbols ---------------------------------------------------------------------------
 
     def _series_map(self, version: int | None) -> dict[str, list[str]]:
@@ -487,7 +614,7 @@ class EodStore:
         version: int | None,
         date_from: dt.date | None,
         date_to: dt.date | None,
-        adjusted: bool,
+        adjust: Adjust,
         limit: int,
         offset: int,
         order: Order,
@@ -501,8 +628,9 @@ class EodStore:
                 p = form.point(sid, date_from)  # one search
                 self._timed("bars", "serving", t0)
                 if p is None:
-                    return Bars(form=form, adjusted=adjusted), 0
-                return Bars(form=form, positions=[p], adjusted=adjusted), 1
+                    return Bars(form=form), 0
+                at = np.asarray([p], dtype=np.int64)
+                return Bars(form=form, positions=at, scale=self._form_scale(form, at, adjust)), 1
             lo, hi = form.range(sid, date_from, date_to)
             if order == "asc":
                 pos = np.arange(lo + offset, min(hi, lo + offset + limit), dtype=np.int64)
@@ -510,8 +638,9 @@ class EodStore:
                 pos = np.arange(
                     hi - 1 - offset, max(lo, hi - offset - limit) - 1, -1, dtype=np.int64
                 )
+            scale = self._form_scale(form, pos, adjust)
             self._timed("bars", "serving", t0)
-            return Bars(form=form, positions=pos, adjusted=adjusted), hi - lo
+            return Bars(form=form, positions=pos, scale=scale), hi - lo
         where, params = ["ticker = ?", "exchange_mic = ?"], [symbol, exchange]
         if date_from is not None:
             where.append("trade_date >= ?")
@@ -523,12 +652,13 @@ class EodStore:
         with self.cursor() as cur:
             count = cur.execute(f"SELECT count(*) FROM eod WHERE {cond}", params).fetchone()
             table = cur.execute(
-                f"SELECT {_bar_select(adjusted)} FROM eod WHERE {cond} "
+                f"SELECT {_bar_select()} FROM eod WHERE {cond} "
                 f"ORDER BY trade_date {order.upper()} LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).to_arrow_table()
+        table = self._adjusted(canonical(table.cast(BAR_SCHEMA)), adjust)
         self._timed("bars", "duckdb", t0)
-        return Bars(table=canonical(table.cast(BAR_SCHEMA))), int(count[0]) if count else 0
+        return Bars(table=table), int(count[0]) if count else 0
 
     def on_date(
         self,
@@ -536,7 +666,7 @@ class EodStore:
         *,
         exchange: str | None,
         version: int | None,
-        adjusted: bool,
+        adjust: Adjust,
         limit: int,
         offset: int,
     ) -> tuple[Bars, int]:
@@ -545,10 +675,10 @@ class EodStore:
         form = self.index_for(version)
         if form is not None:
             pos = form.on_date(day, exchange)
+            page = pos[offset : offset + limit]
+            scale = self._form_scale(form, page, adjust)
             self._timed("on_date", "serving", t0)
-            return Bars(form=form, positions=pos[offset : offset + limit], adjusted=adjusted), int(
-                pos.size
-            )
+            return Bars(form=form, positions=page, scale=scale), int(pos.size)
         where, params = ["trade_date = ?"], [day.isoformat()]
         if exchange is not None:
             where.append("exchange_mic = ?")
@@ -557,12 +687,13 @@ class EodStore:
         with self.cursor() as cur:
             count = cur.execute(f"SELECT count(*) FROM eod WHERE {cond}", params).fetchone()
             table = cur.execute(
-                f"SELECT {_bar_select(adjusted)} FROM eod WHERE {cond} "
+                f"SELECT {_bar_select()} FROM eod WHERE {cond} "
                 "ORDER BY ticker, exchange_mic LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).to_arrow_table()
+        table = self._adjusted(canonical(table.cast(BAR_SCHEMA)), adjust)
         self._timed("on_date", "duckdb", t0)
-        return Bars(table=canonical(table.cast(BAR_SCHEMA))), int(count[0]) if count else 0
+        return Bars(table=table), int(count[0]) if count else 0
 
     def between(
         self,
@@ -570,7 +701,7 @@ class EodStore:
         exchange: str | None,
         date_from: dt.date | None,
         date_to: dt.date | None,
-        adjusted: bool,
+        adjust: Adjust,
         limit: int,
         offset: int,
     ) -> tuple[Bars, int]:
@@ -580,12 +711,13 @@ class EodStore:
         with self.cursor() as cur:
             count = cur.execute(f"SELECT count(*) FROM eod WHERE {cond}", params).fetchone()
             table = cur.execute(
-                f"SELECT {_bar_select(adjusted)} FROM eod WHERE {cond} "
+                f"SELECT {_bar_select()} FROM eod WHERE {cond} "
                 "ORDER BY trade_date, ticker, exchange_mic LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).to_arrow_table()
+        table = self._adjusted(table.cast(BAR_SCHEMA), adjust)
         self._timed("between", "duckdb", t0)
-        return Bars(table=table.cast(BAR_SCHEMA)), int(count[0]) if count else 0
+        return Bars(table=table), int(count[0]) if count else 0
 
     def stream_bars(
         self,
@@ -595,7 +727,7 @@ class EodStore:
         version: int | None,
         date_from: dt.date | None,
         date_to: dt.date | None,
-        adjusted: bool,
+        adjust: Adjust = AS_TRADED,
         order: Order = "asc",
         batch_rows: int = STREAM_BATCH_ROWS,
     ) -> BarStream:
@@ -615,7 +747,8 @@ class EodStore:
                 f"SELECT count(*), min(trade_date), max(trade_date) FROM eod WHERE {cond}", params
             ).fetchone()
         total, first, last = (int(found[0]), found[1], found[2]) if found else (0, None, None)
-        select = f"SELECT {_bar_select(adjusted)} FROM eod WHERE {cond}"
+        select = f"SELECT {_bar_select()} FROM eod WHERE {cond}"
+        adjustment = self.adjustment() if adjust.adjusted else None
         if symbol is not None or first is None or last is None:
             queries = [(f"{select} ORDER BY trade_date {order.upper()}", params)]
         else:
@@ -638,8 +771,13 @@ class EodStore:
                 for sql, args in queries:
                     reader = con.execute(sql, args).to_arrow_reader(batch_rows)
                     for batch in reader:
-                        if batch.num_rows:
+                        if not batch.num_rows:
+                            continue
+                        if adjustment is None:
                             yield batch.cast(BAR_SCHEMA)
+                        else:
+                            table = pa.Table.from_batches([batch.cast(BAR_SCHEMA)])
+                            yield from _adjust_table(table, adjustment, adjust).to_batches()
             finally:
                 con.close()
                 self._timed("stream", "duckdb", t0)
@@ -657,7 +795,7 @@ class EodStore:
         version: int | None,
         lo: dt.date | None,
         hi: dt.date | None,
-        adjusted: bool,
+        adjust: Adjust,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], str]:
         """Day numbers and closes of one ticker's bars in lo..hi, and the engine that read them."""
         form = self.index_for(version)
@@ -666,7 +804,7 @@ class EodStore:
             pos = np.arange(a, b, dtype=np.int64)
             return (
                 np.asarray(form.days[a:b], dtype=np.int64),
-                form.closes_at(pos, adjusted=adjusted),
+                form.closes_at(pos, scale=self._form_scale(form, pos, adjust)),
                 "serving",
             )
         where, params = ["ticker = ?", "exchange_mic = ?"], [symbol, exchange]
@@ -678,16 +816,36 @@ class EodStore:
             params.append(hi.isoformat())
         with self.cursor() as cur:
             table = cur.execute(
-                f"SELECT trade_date, {_price_sql('close', adjusted)} AS c FROM eod "
+                f"SELECT trade_date, close AS c FROM eod "
                 f"WHERE {' AND '.join(where)} ORDER BY trade_date",
                 params,
             ).to_arrow_table()
-        days = table.column("trade_date").combine_chunks().cast(pa.int32()).to_numpy()
-        closes = table.column("c").combine_chunks().cast(pa.float64()).to_numpy()
-        return np.asarray(days, dtype=np.int64), np.asarray(closes, dtype=np.float64), "duckdb"
+        days = np.asarray(
+            table.column("trade_date").combine_chunks().cast(pa.int32()).to_numpy(), np.int64
+        )
+        closes = np.asarray(table.column("c").combine_chunks().cast(pa.float64()).to_numpy())
+        return days, self._scaled_closes(symbol, exchange, days, closes, adjust), "duckdb"
+
+    def _scaled_closes(
+        self,
+        symbol: str,
+        exchange: str,
+        days: npt.NDArray[np.int64],
+        closes: npt.NDArray[np.float64],
+        adjust: Adjust,
+    ) -> npt.NDArray[np.float64]:
+        """One series' as-traded closes adjusted per `adjust`."""
+        if not adjust.adjusted:
+            return closes
+        adjustment = self.adjustment()
+        sid = adjustment.id_of.get((symbol, exchange), -1)
+        pf, _ = adjustment.factors(
+            np.full(days.size, sid, np.int64), days, adjust.basis, adjust.as_of
+        )
+        return lake.apply_prices(closes, pf)
 
     def _last_bar(
-        self, symbol: str, exchange: str, version: int | None, day: dt.date | None, adjusted: bool
+        self, symbol: str, exchange: str, version: int | None, day: dt.date | None, adjust: Adjust
     ) -> tuple[dt.date, float] | None:
         form = self.index_for(version)
         if form is not None:
@@ -695,7 +853,8 @@ class EodStore:
             if p is None:
                 return None
             pos = np.asarray([p], dtype=np.int64)
-            return to_date(int(form.days[p])), float(form.closes_at(pos, adjusted=adjusted)[0])
+            scale = self._form_scale(form, pos, adjust)
+            return to_date(int(form.days[p])), float(form.closes_at(pos, scale=scale)[0])
         params: list[Any] = [symbol, exchange]
         bound = ""
         if day is not None:
@@ -703,11 +862,20 @@ class EodStore:
             params.append(day.isoformat())
         with self.cursor() as cur:
             found = cur.execute(
-                f"SELECT trade_date, {_price_sql('close', adjusted)} FROM eod "
+                f"SELECT trade_date, close FROM eod "
                 f"WHERE ticker = ? AND exchange_mic = ?{bound} ORDER BY trade_date DESC LIMIT 1",
                 params,
             ).fetchone()
-        return None if found is None else (found[0], float(found[1]))
+        if found is None:
+            return None
+        close = self._scaled_closes(
+            symbol,
+            exchange,
+            np.asarray([day_number(found[0])], np.int64),
+            np.asarray([float(found[1])]),
+            adjust,
+        )
+        return found[0], float(close[0])
 
     def delta(
         self,
@@ -717,13 +885,13 @@ class EodStore:
         version: int | None,
         days: int,
         day: dt.date | None,
-        adjusted: bool,
+        adjust: Adjust,
     ) -> m.Delta:
         """Change over `days` sessions of the exchange's calendar, ending at the ticker's last
         bar on or before `day`; a null start with a `reason` when it has no bar there."""
         t0 = time.perf_counter()
         engine = "serving" if self.index_for(version) is not None else "duckdb"
-        last = self._last_bar(symbol, exchange, version, day, adjusted)
+        last = self._last_bar(symbol, exchange, version, day, adjust)
         if last is None:
             raise NotFoundError(f"no bar for {symbol} on or before {day}", symbol=symbol)
         end_date, end_close = last
@@ -733,9 +901,7 @@ class EodStore:
         if start is None:
             reason = _too_few(before, end_date, days)
         else:
-            found, closes, _ = self._ticker_closes(
-                symbol, exchange, version, start, start, adjusted
-            )
+            found, closes, _ = self._ticker_closes(symbol, exchange, version, start, start, adjust)
             if found.size:
                 start_close = float(closes[0])
             else:
@@ -767,7 +933,7 @@ class EodStore:
         days: int,
         date_from: dt.date | None,
         date_to: dt.date | None,
-        adjusted: bool,
+        adjust: Adjust,
         limit: int,
         offset: int,
     ) -> tuple[pa.Table, int]:
@@ -779,7 +945,7 @@ class EodStore:
             first, _ = start_session(exchange, date_from, days)
             lo = first if first is not None else None
         bar_days, closes, engine = self._ticker_closes(
-            symbol, exchange, version, lo, date_to, adjusted
+            symbol, exchange, version, lo, date_to, adjust
         )
         keep = np.flatnonzero(bar_days >= day_number(date_from)) if date_from else None
         ends = np.arange(bar_days.size) if keep is None else keep
@@ -842,7 +1008,7 @@ class EodStore:
     # -- movers ----------------------------------------------------------------------------
 
     def _closes_on(
-        self, dates: list[dt.date], exchange: str | None, version: int | None, adjusted: bool
+        self, dates: list[dt.date], exchange: str | None, version: int | None, adjust: Adjust
     ) -> tuple[_Closes, str]:
         """Every series' close on each of `dates`, from either engine."""
         form = self.index_for(version)
@@ -855,7 +1021,7 @@ class EodStore:
                     form.series,
                     form.sids_at(pos),
                     np.asarray(form.days[pos], dtype=np.int64),
-                    form.closes_at(pos, adjusted=adjusted),
+                    form.closes_at(pos, scale=self._form_scale(form, pos, adjust)),
                 ),
                 "serving",
             )
@@ -868,10 +1034,27 @@ class EodStore:
             params.append(exchange)
         with self.cursor() as cur:
             table = cur.execute(
-                f"SELECT ticker, exchange_mic, trade_date, {_price_sql('close', adjusted)} AS c "
+                "SELECT ticker, exchange_mic, trade_date, close AS c "
                 f"FROM eod WHERE {' AND '.join(where)}",
                 params,
             ).to_arrow_table()
+        if adjust.adjusted:
+            adjustment = self.adjustment()
+            f, _ = adjustment.factors(
+                _series_ids(
+                    adjustment,
+                    table.column("ticker").combine_chunks(),
+                    table.column("exchange_mic").combine_chunks(),
+                ),
+                np.asarray(
+                    table.column("trade_date").combine_chunks().cast(pa.int32()).to_numpy(),
+                    np.int64,
+                ),
+                adjust.basis,
+                adjust.as_of,
+            )
+            raw = np.asarray(table.column("c").combine_chunks().cast(pa.float64()).to_numpy())
+            table = table.set_column(3, "c", pa.array(lake.apply_prices(raw, f)))
         ids = [
             id_of[t, mic]
             for t, mic in zip(
@@ -905,7 +1088,7 @@ class EodStore:
         version: int | None,
         limit: int,
         order: MoversOrder,
-        adjusted: bool,
+        adjust: Adjust,
     ) -> list[MoverRow]:
         """Tickers with a bar on `day` and on the session `days` sessions earlier (their
         exchange's calendar), ranked by percent change: `gainers` rose, `losers` fell; ties
@@ -927,7 +1110,7 @@ class EodStore:
         if not starts:
             self._timed("movers", "serving" if form is not None else "duckdb", t0)
             return []
-        got, engine = self._closes_on(sorted({day, *starts.values()}), exchange, version, adjusted)
+        got, engine = self._closes_on(sorted({day, *starts.values()}), exchange, version, adjust)
         # the start session of each series (its exchange's), -1 if none
         start_of_mic = {mic: day_number(s) for mic, s in starts.items()}
         start_day = np.asarray([start_of_mic.get(mic, -1) for _, mic in got.series], np.int64)
@@ -956,6 +1139,42 @@ class EodStore:
             )
         self._timed("movers", engine, t0)
         return out
+
+    # -- corporate actions -----------------------------------------------------------------
+
+    def actions(
+        self,
+        symbol: str,
+        *,
+        exchange: str,
+        date_from: dt.date | None,
+        date_to: dt.date | None,
+        kinds: tuple[str, ...] = (),
+    ) -> tuple[pa.Table, int | None]:
+        """One series' actions by ex-date, with their factors; and the actions version."""
+        t0 = time.perf_counter()
+        where, params = ["a.ticker = ?", "a.exchange_mic = ?"], [symbol, exchange]
+        if date_from is not None:
+            where.append("a.ex_date >= ?")
+            params.append(date_from.isoformat())
+        if date_to is not None:
+            where.append("a.ex_date <= ?")
+            params.append(date_to.isoformat())
+        if kinds:
+            where.append(f"a.kind IN ({', '.join('?' for _ in kinds)})")
+            params.extend(kinds)
+        with self.cursor() as cur:
+            version = self._reader.actions_version
+            table = cur.execute(
+                "SELECT a.ticker, a.exchange_mic, a.ex_date, a.kind, a.ratio, a.amount, "
+                "a.currency, a.new_symbol, a.declared_date, a.source, f.prev_close, "
+                "f.price_factor, f.volume_factor FROM corporate_actions a JOIN action_factors f "
+                "USING (ticker, exchange_mic, ex_date, kind) "
+                f"WHERE {' AND '.join(where)} ORDER BY a.ex_date, a.kind",
+                params,
+            ).to_arrow_table()
+        self._timed("actions", "duckdb", t0)
+        return canonical(table.cast(ACTION_SCHEMA)), version
 
     # -- health ----------------------------------------------------------------------------
 

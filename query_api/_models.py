@@ -50,7 +50,7 @@ class TickerPage(msgspec.Struct, frozen=True):
 
 
 class Bar(msgspec.Struct, frozen=True):
-    """One end-of-day bar; prices are split/dividend-adjusted when the page says `adjusted`."""
+    """One end-of-day bar: as traded, or adjusted on the page's `adjust` basis."""
 
     ticker: str
     exchange_mic: str
@@ -71,12 +71,16 @@ class BarPage(msgspec.Struct, frozen=True):
     pagination: Pagination
     adjusted: bool
     lake_version: int | None
+    adjust: Literal["none", "splits", "all"] = "none"
+    adjust_as_of: dt.date | None = None
 
 
 class LatestBar(msgspec.Struct, frozen=True):
     data: Bar
     adjusted: bool
     lake_version: int | None
+    adjust: Literal["none", "splits", "all"] = "none"
+    adjust_as_of: dt.date | None = None
 
 
 class Delta(msgspec.Struct, frozen=True):
@@ -98,6 +102,8 @@ class DeltaResponse(msgspec.Struct, frozen=True):
     data: Delta
     adjusted: bool
     lake_version: int | None
+    adjust: Literal["none", "splits", "all"] = "none"
+    adjust_as_of: dt.date | None = None
 
 
 class DeltaSeries(msgspec.Struct, frozen=True):
@@ -105,6 +111,8 @@ class DeltaSeries(msgspec.Struct, frozen=True):
     pagination: Pagination
     adjusted: bool
     lake_version: int | None
+    adjust: Literal["none", "splits", "all"] = "none"
+    adjust_as_of: dt.date | None = None
 
 
 class Mover(msgspec.Struct, frozen=True):
@@ -127,10 +135,39 @@ class MoversResponse(msgspec.Struct, frozen=True):
     adjusted: bool
     data: list[Mover]
     lake_version: int | None
+    adjust: Literal["none", "splits", "all"] = "splits"
+    adjust_as_of: dt.date | None = None
+
+
+class Action(msgspec.Struct, frozen=True):
+    """One corporate action and the factor it puts on earlier prices (docs/lake.md)."""
+
+    ticker: str
+    exchange_mic: str
+    ex_date: dt.date
+    kind: Literal["split", "stock_dividend", "dividend", "symbol_change"]
+    ratio: float | None
+    amount: float | None
+    currency: str | None
+    new_symbol: str | None
+    declared_date: dt.date | None
+    source: str | None
+    #: The as-traded close of the last bar before the ex-date (a dividend's base).
+    prev_close: float | None
+    #: What earlier prices are multiplied by under `adjust=all` (`splits`: split kinds only).
+    price_factor: float
+    volume_factor: float
+
+
+class ActionList(msgspec.Struct, frozen=True):
+    data: list[Action]
+    lake_version: int | None
+    actions_version: int | None
 
 
 class SqlRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One SELECT or WITH statement over the views eod, eod_deltas, eod_rejects."""
+    """One SELECT or WITH statement over the lake views (eod, eod_deltas, eod_rejects,
+    corporate_actions, action_factors, eod_split_adjusted, eod_adjusted)."""
 
     sql: Annotated[str, msgspec.Meta(min_length=1, description="The query text.")]
     limit: (

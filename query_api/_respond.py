@@ -464,10 +464,20 @@ _CONTENT_TYPE = {
 class Responder:
     """Serves one data request: 304 on a matching ETag, cache hit, or compute and encode."""
 
-    def __init__(self, cache: ResponseCache, metrics: ApiMetrics, *, max_age: float) -> None:
+    def __init__(
+        self,
+        cache: ResponseCache,
+        metrics: ApiMetrics,
+        *,
+        max_age: float,
+        revision: Callable[[], str] = lambda: "",
+    ) -> None:
+        """`revision()` names what answers depend on besides the lake version (the
+        corporate actions version): it is part of every cache key and ETag."""
         self.cache = cache
         self.metrics = metrics
         self.max_age = max_age
+        self._revision = revision
         self._cache_control: dict[int, bytes] = {}
 
     def respond(
@@ -487,7 +497,7 @@ class Responder:
         on their second request (see `ResponseCache`). Bodies of at least
         `COMPRESS_MIN_BYTES` are gzipped when the client accepts it (once per cache entry)."""
         fmt = fmt or negotiate(request, allowed)
-        key = request_key(request, fmt)
+        key = request_key(request, fmt) + self._revision()
         etag = etag_for(version, key)
         headers = self._validators(etag, max_age)
         if _matches(header(request.scope, b"if-none-match"), etag):
@@ -523,7 +533,7 @@ class Responder:
     ) -> Response[Any]:
         """A whole answer streamed as it is read (`batches()` runs on the first chunk), with
         `Content-Disposition: attachment` and `X-Total-Count`; never cached in memory."""
-        key = request_key(request, fmt)
+        key = request_key(request, fmt) + self._revision()
         etag = etag_for(version, key)
         raw = self._validators(etag, None)
         if _matches(header(request.scope, b"if-none-match"), etag):

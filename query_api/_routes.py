@@ -26,9 +26,10 @@ from litestar.types import ASGIApp, ControllerRouterHandler, Receive, Scope, Sen
 
 import catalog
 from catalog import Role
+from lake import Basis
 from query_api import _models as m
 from query_api._auth import require_role
-from query_api._data import BAR_SCHEMA, Bars
+from query_api._data import AS_TRADED, BAR_SCHEMA, CHANGE_BASIS, Adjust, Bars
 from query_api._flags import DELTA_API, SQL_API, TICKER_API
 from query_api._problems import PROBLEM_MEDIA_TYPE, Problem
 from query_api._respond import (
@@ -121,12 +122,60 @@ ExchangeParam = Annotated[
     ),
 ]
 Adjusted = Annotated[
-    bool,
+    bool | None,
     QueryParameter(
-        description="Return split/dividend-adjusted prices (raw prices where a provider has no "
-        "adjusted ones).",
+        required=False,
+        description="Alias of `adjust`: `true` is `adjust=all`, `false` is `adjust=none`. "
+        "Not together with `adjust` (400 `invalid-adjust`).",
     ),
 ]
+AdjustParam = Annotated[
+    Literal["none", "splits", "all"] | None,
+    QueryParameter(
+        name="adjust",
+        required=False,
+        description="Adjustment basis, computed by stockdata from the corporate actions "
+        "(docs/lake.md): `none` as traded, `splits` for share-count changes, `all` for splits "
+        "and cash dividends. Default: `none` on bar routes, `splits` on change routes (deltas, "
+        "movers), so a split is never reported as a price move.",
+    ),
+]
+AsOfParam = Annotated[
+    dt.date | None,
+    QueryParameter(
+        name="adjust_as_of",
+        required=False,
+        description="Adjust only for actions with an ex-date on or before this date: the "
+        "prices a backtest on that day would have seen. Needs a basis other than `none`.",
+        examples=[Example(value="1995-01-01")],
+    ),
+]
+
+
+def _adjust_of(
+    adjust: Basis | None, adjusted: bool | None, as_of: dt.date | None, *, default: Basis
+) -> Adjust:
+    """The adjustment a request asks for; `default` when it names none."""
+    if adjust is not None and adjusted is not None:
+        raise InvalidInputError(
+            "pass adjust or its alias adjusted, not both", code="invalid-adjust"
+        )
+    basis: Basis = (
+        adjust
+        if adjust is not None
+        else default
+        if adjusted is None
+        else "all"
+        if adjusted
+        else "none"
+    )
+    if as_of is not None and basis == "none":
+        raise InvalidInputError(
+            "adjust_as_of needs adjust=splits or adjust=all", code="invalid-adjust"
+        )
+    return Adjust(basis, as_of)
+
+
 DateParam = Annotated[
     dt.date | None,
     QueryParameter(
@@ -216,6 +265,11 @@ DELTA_RULES = (
     "`invalid-range` when `from`/`to` are sent without `series=true`, when `series=true` is "
     "combined with `date`, or `from` is after `to`; `range-too-large` when `from`..`to` spans "
     "more than `API_MAX_RANGE_YEARS`."
+)
+#: The rule between `adjust`, its alias `adjusted` and `adjust_as_of`.
+ADJUST_RULES = (
+    " `invalid-adjust` when `adjust` and `adjusted` are both sent, or `adjust_as_of` with "
+    "the `none` basis."
 )
 
 
@@ -375,7 +429,8 @@ def check_query_names(raw: bytes, handler: BaseRouteHandler) -> None:
 
 
 #: The parameters the point-lookup lane reads; any other one sends a request the long way.
-_POINT_LOOKUP_PARAMS = frozenset({"date", "exchange", "adjusted"})
+_POINT_LOOKUP_PARAMS = frozenset({"date", "exchange", "adjusted", "adjust", "adjust_as_of"})
+_BASES = {"none": "none", "splits": "splits", "all": "all"}
 _SYMBOL = re.compile(SYMBOL_PATTERN.strip("^$"))
 _MIC = re.compile(MIC_PATTERN.strip("^$"))
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -619,7 +674,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         date: dt.date | None = None,
         date_from: dt.date | None = None,
         date_to: dt.date | None = None,
-        adjusted: bool = False,
+        adjust: Adjust = AS_TRADED,
         sort: Literal["asc", "desc"] = "asc",
         limit: int | None = None,
         offset: int = 0,
@@ -653,7 +708,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
                 version=version,
                 date_from=lo,
                 date_to=hi,
-                adjusted=adjusted,
+                adjust=adjust,
                 order=sort,
             )
             return services.responder.respond_stream(
@@ -676,7 +731,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
                     version=version,
                     date_from=None,
                     date_to=None,
-                    adjusted=adjusted,
+                    adjust=adjust,
                     limit=1,
                     offset=0,
                     order="desc",
@@ -689,7 +744,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
                     version=version,
                     date_from=lo,
                     date_to=hi,
-                    adjusted=adjusted,
+                    adjust=adjust,
                     limit=page_size,
                     offset=offset,
                     order=sort,
@@ -698,8 +753,10 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             page = m.BarPage(
                 data=_bars(table),
                 pagination=pagination,
-                adjusted=adjusted,
+                adjusted=adjust.adjusted,
                 lake_version=version,
+                adjust=adjust.basis,
+                adjust_as_of=adjust.as_of,
             )
             ranged = not lo_hi_latest and date is None  # a point lookup is not a page
             return Payload(page, table.table, pagination if ranged else None)
@@ -733,11 +790,15 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             return None
         symbol = request.scope["path_params"].get("symbol", "")
         day = _iso_date(query["date"])
-        adjusted = _BOOLEANS.get(query.get("adjusted", "false"))
+        adjusted = _BOOLEANS.get(query["adjusted"]) if "adjusted" in query else None
+        basis = _BASES.get(query["adjust"]) if "adjust" in query else None
+        as_of = _iso_date(query["adjust_as_of"]) if "adjust_as_of" in query else None
         mic = query.get("exchange")
         if (
             day is None
-            or adjusted is None
+            or ("adjusted" in query and adjusted is None)
+            or ("adjust" in query and basis is None)
+            or ("adjust_as_of" in query and as_of is None)
             or _SYMBOL.fullmatch(symbol) is None
             or (mic is not None and _MIC.fullmatch(mic) is None)
         ):
@@ -746,14 +807,15 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         fresh, version = services.store.fresh_version()
         if not fresh or services.store.index_for(version) is None:
             return None
-        response = eod_page(request, symbol.upper(), _upper(mic), date=day, adjusted=adjusted)
+        adjust = _adjust_of(basis, adjusted, as_of, default="none")  # type: ignore[arg-type]
+        response = eod_page(request, symbol.upper(), _upper(mic), date=day, adjust=adjust)
         services.metrics.lane_answer()
         return response
 
     @get(
         "/eod/{symbol:str}",
         operation_id=_op("getEodBars"),
-        responses=_errors(RANGE_RULES),
+        responses=_errors(RANGE_RULES + ADJUST_RULES),
         summary="Bars of one ticker",
         description="One date (`date`), a range (`from`/`to`), or the latest bar; sorted by date. "
         "`date` and `from`/`to` exclude each other." + _FORMAT_NOTE.format(arrow=_ARROW_NOTE),
@@ -769,7 +831,9 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         date_from: FromParam = None,
         date_to: ToParam = None,
         exchange: ExchangeParam = None,
-        adjusted: Adjusted = False,
+        adjust: AdjustParam = None,
+        adjust_as_of: AsOfParam = None,
+        adjusted: Adjusted = None,
         sort: Sort = "asc",
         limit: PageLimit = None,
         offset: OffsetParam = 0,
@@ -782,7 +846,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             date=date,
             date_from=date_from,
             date_to=date_to,
-            adjusted=adjusted,
+            adjust=_adjust_of(adjust, adjusted, adjust_as_of, default="none"),
             sort=sort,
             limit=limit,
             offset=offset,
@@ -792,7 +856,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         "/eod/{symbol:str}/history",
         sync_to_thread=True,
         operation_id=_op("getEodHistory"),
-        responses=ERRORS,
+        responses=_errors("the rules between parameters:" + ADJUST_RULES),
         summary="Whole history of one ticker",
         description="Every bar of the ticker (or of `from`..`to`), oldest first by default, "
         "with no limit on the span." + _FORMAT_NOTE.format(arrow=_ARROW_NOTE + _STREAM_NOTE),
@@ -805,7 +869,9 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         date_from: FromParam = None,
         date_to: ToParam = None,
         exchange: ExchangeParam = None,
-        adjusted: Adjusted = False,
+        adjust: AdjustParam = None,
+        adjust_as_of: AsOfParam = None,
+        adjusted: Adjusted = None,
         sort: Sort = "asc",
         limit: PageLimit = None,
         offset: OffsetParam = 0,
@@ -817,7 +883,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             _upper(exchange),
             date_from=date_from,
             date_to=date_to,
-            adjusted=adjusted,
+            adjust=_adjust_of(adjust, adjusted, adjust_as_of, default="none"),
             sort=sort,
             limit=limit,
             offset=offset,
@@ -827,7 +893,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @get(
         "/eod/{symbol:str}/latest",
         operation_id=_op("getLatestBar"),
-        responses=ERRORS,
+        responses=_errors("the rules between parameters:" + ADJUST_RULES),
         summary="Latest bar of one ticker",
         description="The most recent bar in the lake." + _FORMAT_NOTE.format(arrow=""),
         tags=["eod"],
@@ -838,15 +904,22 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         request: Request[Any, Any, Any],
         symbol: Symbol,
         exchange: ExchangeParam = None,
-        adjusted: Adjusted = False,
+        adjust: AdjustParam = None,
+        adjust_as_of: AsOfParam = None,
+        adjusted: Adjusted = None,
         format: FormatFlat = None,
     ) -> Response[m.LatestBar]:
-        return _latest(request, symbol.upper(), _upper(exchange), adjusted)
+        return _latest(
+            request,
+            symbol.upper(),
+            _upper(exchange),
+            _adjust_of(adjust, adjusted, adjust_as_of, default="none"),
+        )
 
     @get(
         "/eod",
         operation_id=_op("getEodOnDate"),
-        responses=_errors(MARKET_RULES),
+        responses=_errors(MARKET_RULES + ADJUST_RULES),
         summary="Every ticker on one date or over a date range",
         description="All bars of one trading date (`date`, by ticker) or of a range "
         "(`from`/`to`, by date then ticker)."
@@ -861,12 +934,15 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         date_from: FromParam = None,
         date_to: ToParam = None,
         exchange: ExchangeParam = None,
-        adjusted: Adjusted = False,
+        adjust: AdjustParam = None,
+        adjust_as_of: AsOfParam = None,
+        adjusted: Adjusted = None,
         limit: PageLimit = None,
         offset: OffsetParam = 0,
         format: FormatAll = None,
     ) -> Response[m.BarPage]:
         services = services_of(request)
+        how = _adjust_of(adjust, adjusted, adjust_as_of, default="none")
         if date is not None and (date_from is not None or date_to is not None):
             raise InvalidInputError("pass either date or from/to, not both", code="invalid-range")
         if date is None and date_from is None and date_to is None:
@@ -887,7 +963,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
                 version=version,
                 date_from=lo,
                 date_to=hi,
-                adjusted=adjusted,
+                adjust=how,
             )
             stem = f"eod_{mic}_{_span(lo, hi)}" if mic else f"eod_{_span(lo, hi)}"
             return services.responder.respond_stream(
@@ -907,7 +983,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
                     date,
                     exchange=mic,
                     version=version,
-                    adjusted=adjusted,
+                    adjust=how,
                     limit=page_size,
                     offset=offset,
                 )
@@ -916,7 +992,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
                     exchange=mic,
                     date_from=lo,
                     date_to=hi,
-                    adjusted=adjusted,
+                    adjust=how,
                     limit=page_size,
                     offset=offset,
                 )
@@ -924,8 +1000,10 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             page = m.BarPage(
                 data=_bars(table),
                 pagination=pagination,
-                adjusted=adjusted,
+                adjusted=how.adjusted,
                 lake_version=version,
+                adjust=how.basis,
+                adjust_as_of=how.as_of,
             )
             return Payload(page, table.table, pagination)
 
@@ -938,7 +1016,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @get(
         "/eod/{symbol:str}/delta",
         operation_id=_op("getDelta"),
-        responses=_errors(DELTA_RULES),
+        responses=_errors(DELTA_RULES + ADJUST_RULES),
         summary="Change over N trading sessions",
         description="Absolute and percent change of the close over N sessions ending at `date` "
         "(the last session on or before it; the latest when absent). Session order, not "
@@ -959,15 +1037,18 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         date_from: FromParam = None,
         date_to: ToParam = None,
         exchange: ExchangeParam = None,
-        adjusted: Adjusted = False,
+        adjust: AdjustParam = None,
+        adjust_as_of: AsOfParam = None,
+        adjusted: Adjusted = None,
         limit: Limit = default_page,
         offset: OffsetParam = 0,
         format: FormatTabular = None,
     ) -> Response[m.DeltaResponse | m.DeltaSeries]:
+        how = _adjust_of(adjust, adjusted, adjust_as_of, default=CHANGE_BASIS)
         if not series:
             if date_from is not None or date_to is not None:
                 raise InvalidInputError("from/to need series=true", code="invalid-range")
-            return _delta_point(request, symbol.upper(), _upper(exchange), days, date, adjusted)
+            return _delta_point(request, symbol.upper(), _upper(exchange), days, date, how)
         services = services_of(request)
         if date is not None:
             raise InvalidInputError("series=true takes from/to, not date", code="invalid-range")
@@ -984,14 +1065,19 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
                 days=days,
                 date_from=date_from,
                 date_to=date_to,
-                adjusted=adjusted,
+                adjust=how,
                 limit=limit,
                 offset=offset,
             )
             rows = [m.Delta(**r) for r in table.to_pylist()]
             pagination = _page(limit, offset, total)
             body = m.DeltaSeries(
-                data=rows, pagination=pagination, adjusted=adjusted, lake_version=version
+                data=rows,
+                pagination=pagination,
+                adjusted=how.adjusted,
+                lake_version=version,
+                adjust=how.basis,
+                adjust_as_of=how.as_of,
             )
             return Payload(body, table, pagination)
 
@@ -1002,7 +1088,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     @get(
         "/movers",
         operation_id=_op("getMovers"),
-        responses=ERRORS,
+        responses=_errors("the rules between parameters:" + ADJUST_RULES),
         summary="Top gainers or losers over N sessions",
         description="Tickers with a bar on `date`, ranked by percent change of the close over N "
         "sessions ending there (ties by ticker)." + _FORMAT_NOTE.format(arrow=_ARROW_NOTE),
@@ -1024,11 +1110,14 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         order: Annotated[
             Literal["gainers", "losers"], QueryParameter(description="Ranking.")
         ] = "gainers",
-        adjusted: Adjusted = False,
+        adjust: AdjustParam = None,
+        adjust_as_of: AsOfParam = None,
+        adjusted: Adjusted = None,
         format: FormatTabular = None,
     ) -> Response[m.MoversResponse]:
         services = services_of(request)
         mic = _upper(exchange)
+        how = _adjust_of(adjust, adjusted, adjust_as_of, default=CHANGE_BASIS)
         version = services.store.current_version()
 
         def compute() -> Payload:
@@ -1039,7 +1128,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
                 version=version,
                 limit=limit,
                 order=order,
-                adjusted=adjusted,
+                adjust=how,
             )
             data = [
                 m.Mover(
@@ -1060,11 +1149,63 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
                 days=days,
                 order=order,
                 exchange_mic=mic,
-                adjusted=adjusted,
+                adjusted=how.adjusted,
                 data=data,
                 lake_version=version,
+                adjust=how.basis,
+                adjust_as_of=how.as_of,
             )
             return Payload(body, _structs_table(data, m.Mover))
+
+        return services.responder.respond(
+            request, version=version, allowed=("json", "csv", "arrow"), compute=compute
+        )
+
+    # -- corporate actions ----------------------------------------------------------------------
+
+    @get(
+        "/actions/{symbol:str}",
+        operation_id=_op("getActions"),
+        responses=_errors("`invalid-range` when `from` is after `to`."),
+        summary="Corporate actions of one ticker",
+        description="Splits, stock dividends, cash dividends and symbol changes by ex-date, "
+        "with the factor each puts on earlier prices (docs/lake.md, Adjustment)."
+        + _FORMAT_NOTE.format(arrow=_ARROW_NOTE),
+        tags=["eod"],
+        opt={"flag": TICKER_FLAG},
+    )
+    def list_actions(
+        request: Request[Any, Any, Any],
+        symbol: Symbol,
+        date_from: FromParam = None,
+        date_to: ToParam = None,
+        exchange: ExchangeParam = None,
+        kind: Annotated[
+            list[Literal["split", "stock_dividend", "dividend", "symbol_change"]] | None,
+            QueryParameter(
+                required=False,
+                description="Only these kinds (repeat the parameter for several).",
+            ),
+        ] = None,
+        format: FormatTabular = None,
+    ) -> Response[m.ActionList]:
+        services = services_of(request)
+        _check_order(date_from, date_to)
+        sym, mic = symbol.upper(), _upper(exchange)
+        version = services.store.current_version()
+
+        def compute() -> Payload:
+            resolved = services.store.resolve(sym, mic, version)
+            table, actions_version = services.store.actions(
+                sym,
+                exchange=resolved,
+                date_from=date_from,
+                date_to=date_to,
+                kinds=tuple(sorted(set(kind or ()))),
+            )
+            rows = [m.Action(**r) for r in table.to_pylist()]
+            body = m.ActionList(data=rows, lake_version=version, actions_version=actions_version)
+            return Payload(body, table)
 
         return services.responder.respond(
             request, version=version, allowed=("json", "csv", "arrow"), compute=compute
@@ -1119,7 +1260,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     def legacy_latest(
         request: Request[Any, Any, Any], ticker: Symbol, format: FormatFlat = None
     ) -> Response[m.LatestBar]:
-        return _latest(request, ticker.upper(), None, False)
+        return _latest(request, ticker.upper(), None, AS_TRADED)
 
     @get(
         "/eod/ticker/{ticker:str}/delta/{days:int}",
@@ -1134,7 +1275,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
     def legacy_delta(
         request: Request[Any, Any, Any], ticker: Symbol, days: Days, format: FormatTabular = None
     ) -> Response[m.DeltaResponse]:
-        return _delta_point(request, ticker.upper(), None, days, None, False)
+        return _delta_point(request, ticker.upper(), None, days, None, Adjust(CHANGE_BASIS))
 
     allow_head(
         [
@@ -1148,6 +1289,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             eod_on_date,
             eod_delta,
             movers,
+            list_actions,
             legacy_latest,
             legacy_delta,
         ]
@@ -1165,6 +1307,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
             eod_on_date,
             eod_delta,
             movers,
+            list_actions,
             run_sql,
         ],
         before_request=authorize,
@@ -1196,7 +1339,7 @@ def _sql_answer(sandbox: SqlSandbox, data: m.SqlRequest, fmt: str) -> Response[A
 
 
 def _latest(
-    request: Request[Any, Any, Any], sym: str, mic: str | None, adjusted: bool
+    request: Request[Any, Any, Any], sym: str, mic: str | None, adjust: Adjust
 ) -> Response[Any]:
     services = services_of(request)
     version = services.store.current_version()
@@ -1209,15 +1352,20 @@ def _latest(
             version=version,
             date_from=None,
             date_to=None,
-            adjusted=adjusted,
+            adjust=adjust,
             limit=1,
             offset=0,
             order="desc",
         )
         bars = _bars(table)
-        return Payload(
-            m.LatestBar(data=bars[0], adjusted=adjusted, lake_version=version), table.table
+        body = m.LatestBar(
+            data=bars[0],
+            adjusted=adjust.adjusted,
+            lake_version=version,
+            adjust=adjust.basis,
+            adjust_as_of=adjust.as_of,
         )
+        return Payload(body, table.table)
 
     return services.responder.respond(
         request, version=version, allowed=("json", "csv"), compute=compute
@@ -1230,7 +1378,7 @@ def _delta_point(
     mic: str | None,
     days: int,
     day: dt.date | None,
-    adjusted: bool,
+    adjust: Adjust,
 ) -> Response[Any]:
     services = services_of(request)
     version = services.store.current_version()
@@ -1238,10 +1386,16 @@ def _delta_point(
     def compute() -> Payload:
         resolved = services.store.resolve(sym, mic, version)
         delta = services.store.delta(
-            sym, exchange=resolved, version=version, days=days, day=day, adjusted=adjusted
+            sym, exchange=resolved, version=version, days=days, day=day, adjust=adjust
         )
         return Payload(
-            m.DeltaResponse(data=delta, adjusted=adjusted, lake_version=version),
+            m.DeltaResponse(
+                data=delta,
+                adjusted=adjust.adjusted,
+                lake_version=version,
+                adjust=adjust.basis,
+                adjust_as_of=adjust.as_of,
+            ),
             _structs_table([delta], m.Delta),
         )
 

@@ -178,6 +178,7 @@ class _Worker:
 
     def __init__(self, snapshot: lake.Snapshot, settings: SqlSettings) -> None:
         self.version = snapshot.version
+        self.key = snapshot.key
         self.temp_directory = tempfile.mkdtemp(prefix="stockdata-sql-")
         self.proc = subprocess.Popen(
             [
@@ -364,7 +365,9 @@ class SqlSandbox:
                         f"no eod_prices table at {self._lake.table_uri(lake.EOD_TABLE)}: load "
                         "data first (`stockdata ingest load` or `stockdata demo --no-serve`)"
                     )
-                if self._snapshot is None or int(latest.version()) != self._snapshot.version:
+                actions = lake.open_table(self._lake, lake.ACTIONS_TABLE)
+                key = (int(latest.version()), None if actions is None else int(actions.version()))
+                if self._snapshot is None or key != self._snapshot.key:
                     self._snapshot = lake.local_snapshot(self._lake, mirror=self._mirror)
                 self._checked = now
             return self._snapshot
@@ -420,7 +423,7 @@ class SqlSandbox:
                 log.warning(
                     "sql_worker_gone", pid=worker.proc.pid, returncode=worker.proc.returncode
                 )
-            elif worker.version != snapshot.version:
+            elif worker.key != snapshot.key:
                 log.info("sql_worker_retired", pid=worker.proc.pid, version=worker.version)
             else:
                 return worker

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from bisect import bisect_left, bisect_right
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,13 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from lake import read_manifest
+from lake import apply_prices, apply_volumes, read_manifest
 from query_api._index import BarRow
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+#: Adjustment of rows: (price factors, volume factors), one per row (lake/_adjust.py).
+Scale = tuple[FloatArray, FloatArray]
 
 _EPOCH = dt.date(1970, 1, 1)
 _EPOCH_ORDINAL = _EPOCH.toordinal()
@@ -149,23 +150,14 @@ class ServingForm:
             out[hit] = exc_val[i[hit]]
         return out
 
-    def price(self, name: str, pos: IntArray, *, adjusted: bool) -> FloatArray:
+    def price(self, name: str, pos: IntArray, *, scale: Scale | None = None) -> FloatArray:
+        """As-traded prices at `pos`, or adjusted by `scale`'s price factors."""
         raw: FloatArray = np.asarray(self._num[name][pos], dtype=np.float64)
-        if not adjusted:
-            return raw
-        adj = self.optional(f"adj_{name}", pos)
-        out: FloatArray = np.where(np.isnan(adj), raw, adj)
-        return out
+        return raw if scale is None else apply_prices(raw, scale[0])
 
-    def volumes(self, pos: IntArray, *, adjusted: bool) -> IntArray:
+    def volumes(self, pos: IntArray, *, scale: Scale | None = None) -> IntArray:
         raw: IntArray = np.asarray(self.volume[pos], dtype=np.int64)
-        if not adjusted:
-            return raw
-        adj = self.optional("adj_volume", pos)
-        out: IntArray = np.where(
-            np.isnan(adj), raw, round_half_away(np.nan_to_num(adj)).astype(np.int64)
-        )
-        return out
+        return raw if scale is None else apply_volumes(raw, scale[1])
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -235,20 +227,15 @@ class ServingForm:
         v = raw * factor if spec["op"] == "mul" else raw / factor
         return None if v != v else v
 
-    def row(self, p: int, *, adjusted: bool, sid: int | None = None) -> BarRow:
+    def row(self, p: int, *, scale: Scale | None = None, sid: int | None = None) -> BarRow:
         """The bar at row `p` (a point lookup: scalar reads only)."""
         if sid is None:
             sid = bisect_right(self._ends_view, p)
         o, h, lo, c = (float(self._num[name][p]) for name in _PRICES)
         volume = int(self.volume[p])
-        if adjusted:
-            adj = [self._optional_at(f"adj_{name}", p) for name in _PRICES]
-            o, h, lo, c = (r if a is None else a for a, r in zip(adj, (o, h, lo, c), strict=True))
-            av = self._optional_at("adj_volume", p)
-            if av is not None:
-                size = abs(av)
-                whole = math.floor(size)
-                volume = int(math.copysign(whole + (size - whole >= 0.5), av))
+        if scale is not None:
+            o, h, lo, c = apply_prices(np.asarray([o, h, lo, c]), scale[0][:1].repeat(4)).tolist()
+            volume = int(apply_volumes(np.asarray([volume], np.int64), scale[1][:1])[0])
         ticker, mic = self.series[sid]
         return (
             ticker,
@@ -265,15 +252,15 @@ class ServingForm:
             self._dicts["source"][int(self._codes["source"][p])],
         )
 
-    def rows_at(self, pos: IntArray, *, adjusted: bool) -> list[BarRow]:
+    def rows_at(self, pos: IntArray, *, scale: Scale | None = None) -> list[BarRow]:
         """Bars at row positions in `query_api._models.Bar` field order."""
         if pos.size == 0:
             return []
         if pos.size == 1:
-            return [self.row(int(pos[0]), adjusted=adjusted)]
+            return [self.row(int(pos[0]), scale=scale)]
         series = [self.series[s] for s in self.sids_at(pos).tolist()]
-        prices = [self.price(p, pos, adjusted=adjusted).tolist() for p in _PRICES]
-        volume = self.volumes(pos, adjusted=adjusted).tolist()
+        prices = [self.price(p, pos, scale=scale).tolist() for p in _PRICES]
+        volume = self.volumes(pos, scale=scale).tolist()
         split = [None if v != v else v for v in self.optional("split_factor", pos).tolist()]
         div = [None if v != v else v for v in self.optional("dividend", pos).tolist()]
         cur = [self._dicts["currency"][c] for c in self._codes["currency"][pos].tolist()]
@@ -293,7 +280,7 @@ class ServingForm:
             )
         )
 
-    def table_at(self, pos: IntArray, *, adjusted: bool, schema: pa.Schema) -> pa.Table:
+    def table_at(self, pos: IntArray, *, scale: Scale | None = None, schema: pa.Schema) -> pa.Table:
         """The same bars as an Arrow table of `schema` (the API's bar schema)."""
         sids = self.sids_at(pos)
         tickers = [self.series[s][0] for s in sids.tolist()]
@@ -311,8 +298,8 @@ class ServingForm:
             pa.array(tickers, pa.string()),
             pa.array(mics, pa.string()),
             pa.array(np.asarray(self.days[pos], dtype=np.int32), pa.int32()).cast(pa.date32()),
-            *(pa.array(self.price(p, pos, adjusted=adjusted), pa.float64()) for p in _PRICES),
-            pa.array(self.volumes(pos, adjusted=adjusted), pa.int64()),
+            *(pa.array(self.price(p, pos, scale=scale), pa.float64()) for p in _PRICES),
+            pa.array(self.volumes(pos, scale=scale), pa.int64()),
             nullable("split_factor"),
             nullable("dividend"),
             text("currency"),
@@ -320,5 +307,5 @@ class ServingForm:
         ]
         return pa.Table.from_arrays(cols, schema=schema)
 
-    def closes_at(self, pos: IntArray, *, adjusted: bool) -> FloatArray:
-        return self.price("close", pos, adjusted=adjusted)
+    def closes_at(self, pos: IntArray, *, scale: Scale | None = None) -> FloatArray:
+        return self.price("close", pos, scale=scale)

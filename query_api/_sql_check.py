@@ -26,7 +26,17 @@ from query_api._sql_allowlist import SAFE_FUNCTIONS, SAFE_TABLE_FUNCTIONS
 from stockdata.errors import InvalidInputError
 
 #: Relations a query may name (besides the CTEs in scope).
-VIEWS = frozenset({"eod", "eod_deltas", "eod_rejects"})
+VIEWS = frozenset(
+    {
+        "eod",
+        "eod_deltas",
+        "eod_rejects",
+        "corporate_actions",
+        "action_factors",
+        "eod_split_adjusted",
+        "eod_adjusted",
+    }
+)
 #: How deep the parse tree may nest (a CASE inside a CASE is about three levels).
 MAX_DEPTH = 300
 
@@ -61,7 +71,7 @@ _EXPRESSIONS = frozenset(
 #: Keys that hold no SQL but type descriptors (CTE maps are walked by `_query`; a
 #: CONSTANT's `value` is skipped too).
 _NOT_WALKED = frozenset({"cte_map", "type_info", "cast_type"})
-_NOT_SQL = " query the views eod, eod_deltas, eod_rejects"
+_NOT_SQL = " query the views " + ", ".join(sorted(VIEWS))
 
 
 def refuse(reason: str) -> InvalidInputError:

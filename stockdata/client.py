@@ -116,23 +116,43 @@ class Client(Generic[F]):
         symbol: str,
         start: DateLike | None = None,
         end: DateLike | None = None,
-        adjust: str | None = None,
+        adjust: Basis | None = None,
         *,
+        adjust_as_of: DateLike | None = None,
         exchange: str | None = None,
         adjusted: bool = False,
     ) -> F:
         """Every bar of `symbol` (or of `start`..`end`), oldest first.
 
-        `adjust` is passed through to the API as it is, when given."""
+        `adjust`: `none` (as traded, the default), `splits` or `all` (splits and cash
+        dividends), computed by the server from its corporate actions, for the actions with
+        an ex-date on or before `adjust_as_of` when given. `adjusted=True` is `adjust="all"`."""
         params = _params(
-            {"from": start, "to": end, "exchange": exchange, "adjust": adjust},
+            {
+                "from": start,
+                "to": end,
+                "exchange": exchange,
+                "adjust": adjust,
+                "adjust_as_of": adjust_as_of,
+            },
             adjusted=adjusted,
         )
         return self._frame_of(self._table(f"v1/eod/{symbol}/history", params, paged=True))
 
-    def eod_on(self, date: DateLike, *, exchange: str | None = None, adjusted: bool = False) -> F:
-        """Every ticker's bar on one date."""
-        params = _params({"date": date, "exchange": exchange}, adjusted=adjusted)
+    def eod_on(
+        self,
+        date: DateLike,
+        *,
+        exchange: str | None = None,
+        adjust: Basis | None = None,
+        adjust_as_of: DateLike | None = None,
+        adjusted: bool = False,
+    ) -> F:
+        """Every ticker's bar on one date (`adjust` as for `eod`)."""
+        params = _params(
+            {"date": date, "exchange": exchange, "adjust": adjust, "adjust_as_of": adjust_as_of},
+            adjusted=adjusted,
+        )
         return self._frame_of(self._table("v1/eod", params, paged=True))
 
     def delta(
@@ -144,13 +164,24 @@ class Client(Generic[F]):
         start: DateLike | None = None,
         end: DateLike | None = None,
         exchange: str | None = None,
+        adjust: Basis | None = None,
+        adjust_as_of: DateLike | None = None,
         adjusted: bool = False,
     ) -> F:
         """The change over `days` sessions ending at `date` (one row), or, with `start` or
-        `end`, the rolling change for every session in that range."""
+        `end`, the rolling change for every session in that range. Basis: `splits` unless
+        `adjust` names another, so a split is never a move."""
         series = start is not None or end is not None
         params = _params(
-            {"days": days, "date": date, "from": start, "to": end, "exchange": exchange},
+            {
+                "days": days,
+                "date": date,
+                "from": start,
+                "to": end,
+                "exchange": exchange,
+                "adjust": adjust,
+                "adjust_as_of": adjust_as_of,
+            },
             adjusted=adjusted,
         )
         if series:
@@ -165,11 +196,22 @@ class Client(Generic[F]):
         order: Literal["gainers", "losers"] = "gainers",
         limit: int = 10,
         exchange: str | None = None,
+        adjust: Basis | None = None,
+        adjust_as_of: DateLike | None = None,
         adjusted: bool = False,
     ) -> F:
-        """The `limit` top gainers (or losers) over `days` sessions ending at `date`."""
+        """The `limit` top gainers (or losers) over `days` sessions ending at `date`
+        (basis `splits` unless `adjust` names another)."""
         params = _params(
-            {"date": date, "days": days, "order": order, "limit": limit, "exchange": exchange},
+            {
+                "date": date,
+                "days": days,
+                "order": order,
+                "limit": limit,
+                "exchange": exchange,
+                "adjust": adjust,
+                "adjust_as_of": adjust_as_of,
+            },
             adjusted=adjusted,
         )
         return self._frame_of(self._table("v1/movers", params, paged=False))
@@ -256,6 +298,9 @@ class Client(Generic[F]):
         else:
             frame = table.to_pandas()
         return frame  # type: ignore[no-any-return]
+
+
+Basis = Literal["none", "splits", "all"]
 
 
 def _params(values: Mapping[str, object], *, adjusted: bool) -> dict[str, str]:

@@ -41,7 +41,14 @@ def _date(_ctx: Any, _param: Any, value: str | None) -> dt.date | None:
     default=None,
     help="Default: from OUTPUT's suffix (.parquet or .csv).",
 )
-@click.option("--adjusted", is_flag=True, help="Split/dividend-adjusted prices.")
+@click.option(
+    "--adjust",
+    type=click.Choice(["none", "splits", "all"]),
+    default=None,
+    help="Adjustment basis computed from the corporate actions (default: none, as traded).",
+)
+@click.option("--adjust-as-of", callback=_date, help="Only actions with an ex-date on or before.")
+@click.option("--adjusted", is_flag=True, help="Alias of --adjust all.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 def export(
     output: Path,
@@ -50,6 +57,8 @@ def export(
     date_from: dt.date | None,
     date_to: dt.date | None,
     fmt: str | None,
+    adjust: str | None,
+    adjust_as_of: dt.date | None,
     adjusted: bool,
     force: bool,
 ) -> None:
@@ -65,10 +74,15 @@ def export(
         raise InvalidInputError(f"{output} exists; pass --force to replace it")
     if date_from is not None and date_to is not None and date_from > date_to:
         raise InvalidInputError(f"--from {date_from} is after --to {date_to}")
+    if adjusted and adjust is not None:
+        raise InvalidInputError("pass --adjust or its alias --adjusted, not both")
+    basis = adjust or ("all" if adjusted else "none")
+    if adjust_as_of is not None and basis == "none":
+        raise InvalidInputError("--adjust-as-of needs --adjust splits or all")
     # Imported after the checks above: a typo answers before the API's imports load.
     from lake import LakeSettings
     from query_api import ApiSettings
-    from query_api._data import EodStore
+    from query_api._data import Adjust, EodStore
     from query_api._respond import encode_batches
 
     mic = exchange.upper() if exchange else None
@@ -86,7 +100,7 @@ def export(
                         version=version,
                         date_from=date_from,
                         date_to=date_to,
-                        adjusted=adjusted,
+                        adjust=Adjust(basis, adjust_as_of),  # type: ignore[arg-type]
                     )
                 )
         else:
@@ -97,7 +111,7 @@ def export(
                     version=version,
                     date_from=date_from,
                     date_to=date_to,
-                    adjusted=adjusted,
+                    adjust=Adjust(basis, adjust_as_of),  # type: ignore[arg-type]
                 )
             )
         written = 0

@@ -14,7 +14,7 @@ from stockdata.errors import NotFoundError
 
 @click.group("lake")
 def lake() -> None:
-    """Delta tables: info, optimize, vacuum, restore, publish, duckdb-init."""
+    """Delta tables: info, optimize, vacuum, restore, publish, duckdb-init, check-adjustments."""
 
 
 @lake.command()
@@ -120,7 +120,12 @@ def duckdb_init() -> None:
     settings = lakepkg.LakeSettings()
     tables = [
         name
-        for name in (lakepkg.EOD_TABLE, lakepkg.BY_DATE_TABLE, lakepkg.REJECTS_TABLE)
+        for name in (
+            lakepkg.EOD_TABLE,
+            lakepkg.BY_DATE_TABLE,
+            lakepkg.REJECTS_TABLE,
+            lakepkg.ACTIONS_TABLE,
+        )
         if lakepkg.open_table(settings, name) is not None
     ]
     if lakepkg.EOD_TABLE not in tables:
@@ -129,3 +134,40 @@ def duckdb_init() -> None:
             "(`stockdata ingest load` or `stockdata demo --no-serve`)"
         )
     click.echo(lakepkg.init_sql(settings, tables=tables), nl=False)
+
+
+@lake.command("check-adjustments")
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0.0, max=1.0),
+    default=0.005,
+    show_default=True,
+    help="Relative difference from a provider's adjusted close that is reported.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per finding.")
+def check_adjustments(tolerance: float, as_json: bool) -> None:
+    """Compare our adjustment with the providers' and flag actions that look wrong.
+
+    Exits 1 when anything is found (so a schedule can alert on it), 0 when clean."""
+    import json
+
+    findings = lakepkg.check_adjustments(lakepkg.LakeSettings(), tolerance=tolerance)
+    for f in findings:
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "check": f.check,
+                        "ticker": f.ticker,
+                        "exchange_mic": f.exchange_mic,
+                        "date": f.date,
+                        "detail": f.detail,
+                    }
+                )
+            )
+        else:
+            click.echo(f"{f.check:<24}{f.ticker:<10}{f.exchange_mic:<6}{f.date}  {f.detail}")
+    if not as_json:
+        click.echo(f"{len(findings)} finding(s)", err=bool(findings))
+    if findings:
+        raise SystemExit(1)

@@ -218,7 +218,7 @@ def test_head_answers_like_get_without_a_body(
     ("url", "params", "named"),
     [
         ("/v1/eod/MSFT", {"form": "2008-01-01"}, "'form'"),
-        ("/v1/eod/MSFT", {"date": "2008-10-10", "adjust": "true"}, "'adjust'"),
+        ("/v1/eod/MSFT", {"date": "2008-10-10", "adjustd": "true"}, "'adjustd'"),
         ("/v1/eod/MSFT/history", {"format": "csv", "form": "x", "too": "1"}, "'form', 'too'"),
         ("/v1/movers", {"date": "2008-10-10", "days": "5", "limt": "3"}, "'limt'"),
         ("/v1/exchanges", {"format": "csv"}, "'format'"),

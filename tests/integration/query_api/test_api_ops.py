@@ -188,12 +188,15 @@ def test_adjusted_prices(tmp_path: Path, seeded: Engine, use_index: bool) -> Non
             "/v1/eod/ADJ", params={"from": "2024-01-02", "to": "2024-01-04", "adjusted": "true"}
         ).json()
         assert [b["close"] for b in raw["data"]] == [100.0, 102.0, 51.0]
+        # ours, from the split the bars carry (2:1 on 2024-01-04), not the provider's columns
         assert [b["close"] for b in adj["data"]] == [50.0, 51.0, 51.0]
-        assert [b["open"] for b in adj["data"]] == [100.0, 102.0, 51.0]  # no adj_open: raw
+        assert [b["open"] for b in adj["data"]] == [50.0, 51.0, 51.0]
         assert [b["volume"] for b in adj["data"]] == [2000, 2000, 1000]
         assert [b["split_factor"] for b in adj["data"]] == [1.0, 1.0, 2.0]
-        assert (raw["adjusted"], adj["adjusted"]) == (False, True)
-        d_raw = c.get("/v1/eod/ADJ/delta", params={"days": 2}).json()["data"]
+        assert (raw["adjusted"], adj["adjusted"], adj["adjust"]) == (False, True, "all")
+        d_raw = c.get("/v1/eod/ADJ/delta", params={"days": 2, "adjust": "none"}).json()["data"]
+        d_default = c.get("/v1/eod/ADJ/delta", params={"days": 2}).json()["data"]
         d_adj = c.get("/v1/eod/ADJ/delta", params={"days": 2, "adjusted": "true"}).json()["data"]
         assert (d_raw["start_close"], d_raw["pct_change"]) == (100.0, -49.0)
+        assert (d_default["start_close"], d_default["pct_change"]) == (50.0, 2.0)
         assert (d_adj["start_close"], d_adj["pct_change"]) == (50.0, 2.0)

@@ -50,9 +50,19 @@ def _cross_parameter_rule(case: Any) -> str | None:
     "`from`/`to` need `series=true`", "`from` not after `to`" and "at most
     API_MAX_RANGE_YEARS apart" can only be written in the descriptions (they are).
     """
+    query = case.query or {}
+    if "adjust" in query and "adjusted" in query:
+        return "invalid-adjust"
+    if "adjust_as_of" in query:
+        changes = case.operation.path in {"/v1/eod/{symbol}/delta", "/v1/movers"}
+        alias = str(query.get("adjusted", "")).lower()
+        basis = query.get("adjust") or (
+            {"true": "all", "false": "none"}.get(alias) or ("splits" if changes else "none")
+        )
+        if basis == "none":
+            return "invalid-adjust"
     if case.operation.path not in {"/v1/eod", "/v1/eod/{symbol}", "/v1/eod/{symbol}/delta"}:
         return None
-    query = case.query or {}
     ranged = "from" in query or "to" in query
     if case.operation.path == "/v1/eod":
         if ("date" in query) == ranged:  # both, or neither

@@ -229,14 +229,25 @@ def test_the_form_holds_every_bar_exactly(gap_lake: lake.LakeSettings) -> None:
         got = form.optional(name, pos)
         assert np.array_equal(got, want, equal_nan=True), name
     for name in ("open", "high", "low", "close"):
-        assert np.array_equal(form.price(name, pos, adjusted=False), expected.column(name))
-    assert form.volumes(pos, adjusted=False).tolist() == expected.column("volume").to_pylist()
+        assert np.array_equal(form.price(name, pos), expected.column(name))
+    assert form.volumes(pos).tolist() == expected.column("volume").to_pylist()
     assert published.bytes_per_row <= 64
     # the point lookup's scalar path reads the same bars as the vectorised one
-    for adjusted in (False, True):
-        many = form.rows_at(np.arange(0, form.rows, 37, dtype=np.int64), adjusted=adjusted)
-        one = [form.row(p, adjusted=adjusted) for p in range(0, form.rows, 37)]
+    sample = np.arange(0, form.rows, 37, dtype=np.int64)
+    factors = np.linspace(0.25, 1.0, sample.size)
+    for scale in (None, (factors, 1 / factors)):
+        many = form.rows_at(sample, scale=scale)
+        one = [
+            form.row(
+                int(p), scale=None if scale is None else (scale[0][i : i + 1], scale[1][i : i + 1])
+            )
+            for i, p in enumerate(sample)
+        ]
         assert one == many
+        if scale is not None:
+            assert [r[6] for r in many] == lake.apply_prices(
+                form.price("close", sample), factors
+            ).tolist()
 
 
 def _publish_cmd(settings: lake.LakeSettings, home: Path) -> tuple[list[str], dict[str, str]]:

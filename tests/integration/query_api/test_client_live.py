@@ -107,12 +107,11 @@ def test_errors_are_raised_with_the_problem_type(base_url: str) -> None:
             404,
             "https://stockdata.dev/problems/not-found",
         )
-        # `adjust` is passed through as given (this API does not take it yet: it says so).
-        with pytest.raises(ApiError) as unknown:
-            api.eod("MSFT", adjust="splits")
-        assert unknown.value.status == 400
-        assert unknown.value.type == "https://stockdata.dev/problems/unknown-parameter"
-        assert unknown.value.detail.startswith("unknown query parameter 'adjust'")
+        with pytest.raises(ApiError) as contradictory:
+            api.eod("MSFT", adjust="splits", adjusted=True)
+        assert contradictory.value.status == 400
+        assert contradictory.value.type == "https://stockdata.dev/problems/invalid-adjust"
+        assert contradictory.value.detail == "pass adjust or its alias adjusted, not both"
 
 
 def test_429_retry_after_is_waited_out(sample_lake: lake.LakeSettings) -> None:

@@ -95,7 +95,8 @@ def test_the_openapi_document_states_the_rules_behind_each_400(
         "400 problem (RFC 9457): `invalid-input` for a parameter outside its schema, and "
         "`invalid-range` when `date` is combined with `from` or `to`, or `from` is after `to`; "
         "`range-too-large` when `from`..`to` (or `from`..today) spans more than "
-        "`API_MAX_RANGE_YEARS`."
+        "`API_MAX_RANGE_YEARS`. `invalid-adjust` when `adjust` and `adjusted` are both sent, "
+        "or `adjust_as_of` with the `none` basis."
     )
     delta = document["paths"]["/v1/eod/{symbol}/delta"]["get"]["responses"]["400"]
     assert "`from`/`to` are sent without `series=true`" in delta["description"]
