@@ -195,7 +195,7 @@ def main() -> None:
     rows = keys.num_rows
     work = DATA / "export_run"
     work.mkdir(parents=True, exist_ok=True)
-    srv = Server(settings, server="granian", workdir=work, hot_index=False)
+    srv = Server(settings, server="granian", workdir=work, serving=False)
     try:
         srv.wait_ready(index=False)
         # warm-up, discarded: the first read attaches the snapshot and fills DuckDB's caches

@@ -181,7 +181,7 @@ def main() -> None:
 
     def hot_point() -> Any:
         t, d = rng.choice(keys)
-        return index.point_row(index.sid_of[t, "XNYS"], d, scale=None)
+        return index.point_row(index.sid_of[t, "XNYS"], d, adjusted=False)
 
     results["HotIndex (per process, in memory)"] = {
         "build_s": build,

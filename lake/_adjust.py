@@ -19,7 +19,9 @@ dividends: a total-return series).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import math
+from bisect import bisect_right
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -33,6 +35,7 @@ DECIMALS = 10
 #: Day numbers fit in 20 bits until the year 4840: a (series, day) key is one int64.
 _DAY_BITS = 20
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_SCALE = 10.0**DECIMALS
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -97,6 +100,21 @@ def _day(d: dt.date) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class _SeriesFactors:
+    """One series' ex-days and cumulative factors: lists for `bisect`, arrays (with a
+    trailing 1 for "no later action") for vectorised reads."""
+
+    days: list[int]
+    split: list[float]
+    all: list[float]
+    volume: list[float]
+    days_a: IntArray
+    split_a: FloatArray
+    all_a: FloatArray
+    volume_a: FloatArray
+
+
+@dataclass(frozen=True, slots=True)
 class Adjustment:
     """Every action's factors, by series and ex-date, ready to apply to any rows.
 
@@ -107,14 +125,18 @@ class Adjustment:
     id_of: dict[tuple[str, str], int]
     #: sorted (series id << 20 | ex day), one per (series, ex-date)
     keys: IntArray
-    #: per key: the product of that key's factor and every later one of the same series
+    #: per key: the product of that key's factor and every later one of the same series,
+    #: and a trailing 1.0 (index `keys.size`: "no action applies")
     split_cum: FloatArray
     all_cum: FloatArray
     volume_cum: FloatArray
-    #: per key: index one past its series' last key
-    group_end: IntArray
+    #: per series id: index one past its last key; a trailing 0 for id -1
+    series_end: IntArray
     #: the actions table's version (None: no table)
     actions_version: int | None = None
+    #: per series id: its keys' day numbers and cumulative factors as Python lists (built
+    #: on first use: a point lookup then costs two `bisect` calls, no numpy)
+    _series: dict[int, _SeriesFactors] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def empty(self) -> bool:
@@ -124,46 +146,112 @@ class Adjustment:
         """Adjustment series ids of `series` (-1: no actions)."""
         return np.asarray([self.id_of.get(s, -1) for s in series], dtype=np.int64)
 
+    def _of(self, sid: int) -> _SeriesFactors:
+        cached = self._series.get(sid)
+        if cached is None:
+            a = int(np.searchsorted(self.keys, sid << _DAY_BITS))
+            b = int(np.searchsorted(self.keys, (sid + 1) << _DAY_BITS))
+            days = self.keys[a:b] & ((1 << _DAY_BITS) - 1)
+            cums = (self.split_cum[a:b], self.all_cum[a:b], self.volume_cum[a:b])
+            split, total, volume = cums
+            cached = _SeriesFactors(
+                days.tolist(),
+                split.tolist(),
+                total.tolist(),
+                volume.tolist(),
+                days,
+                np.append(split, 1.0),
+                np.append(total, 1.0),
+                np.append(volume, 1.0),
+            )
+            self._series[sid] = cached
+        return cached
+
+    def factor_at(
+        self, sid: int, day: int, basis: Basis, as_of: dt.date | None = None
+    ) -> tuple[float, float]:
+        """(price factor, volume factor) of one row: series `sid` (-1: none) on day number
+        `day`. The same arithmetic as `factors`, without numpy."""
+        if basis == "none" or sid < 0:
+            return 1.0, 1.0
+        of = self._of(sid)
+        ex, split_cum, all_cum, vol_cum = of.days, of.split, of.all, of.volume
+        lo = bisect_right(ex, day)
+        hi = len(ex) if as_of is None else bisect_right(ex, _day(as_of))
+        if hi <= lo:
+            return 1.0, 1.0
+        cum = split_cum if basis == "splits" else all_cum
+        if hi == len(ex):
+            return cum[lo], vol_cum[lo]
+        return cum[lo] / cum[hi], vol_cum[lo] / vol_cum[hi]
+
+    def series_factors(
+        self, sid: int, days: IntArray, basis: Basis, as_of: dt.date | None = None
+    ) -> tuple[FloatArray, FloatArray]:
+        """`factors` for rows of one series (a range, a delta series): searches only that
+        series' few actions."""
+        n = days.size
+        if basis == "none" or sid < 0 or n == 0:
+            ones = np.ones(n, dtype=np.float64)
+            return ones, ones
+        of = self._of(sid)
+        cum = of.split_a if basis == "splits" else of.all_a
+        vol = of.volume_a
+        hi = len(of.days) if as_of is None else bisect_right(of.days, _day(as_of))
+        # factor of a row = cum[lo] / cum[hi] for lo < hi, with cum[len] = 1
+        lo = np.searchsorted(of.days_a, days, side="right")
+        if hi == len(of.days):
+            return cum[lo], vol[lo]
+        np.minimum(lo, hi, out=lo)
+        return cum[lo] / cum[hi], vol[lo] / vol[hi]
+
     def factors(
         self, ids: IntArray, days: IntArray, basis: Basis, as_of: dt.date | None = None
     ) -> tuple[FloatArray, FloatArray]:
-        """(price factor, volume factor) for rows of series `ids` on day numbers `days`."""
+        """(price factor, volume factor) for rows of series `ids` (-1: none) on day numbers
+        `days`: one `searchsorted` over every action's key (two with `as_of`)."""
         n = ids.size
-        ones = np.ones(n, dtype=np.float64)
         if basis == "none" or self.empty or n == 0:
+            ones = np.ones(n, dtype=np.float64)
             return ones, ones
-        has = ids >= 0
-        base = np.where(has, ids, 0).astype(np.int64) << _DAY_BITS
-        lo = np.searchsorted(self.keys, base + np.asarray(days, np.int64), side="right")
+        ids = np.asarray(ids, dtype=np.int64)
+        base = ids << _DAY_BITS  # negative for -1: before every key
+        lo = np.searchsorted(self.keys, base | np.asarray(days, np.int64), side="right")
+        end = self.series_end[ids]  # 0 for -1 (the sentinel at the end)
         if as_of is None:
-            hi = np.searchsorted(self.keys, base + ((1 << _DAY_BITS) - 1), side="right")
+            hi = end
         else:
-            hi = np.searchsorted(self.keys, base + _day(as_of), side="right")
-        live = has & (hi > lo)
+            hi = np.searchsorted(self.keys, base | _day(as_of), side="right")
+            np.minimum(hi, end, out=hi)
+        sentinel = self.keys.size  # the cumulative arrays end with a 1.0 there
+        idx = np.where(lo < hi, lo, sentinel)
         cum = self.split_cum if basis == "splits" else self.all_cum
-        price, volume = ones.copy(), ones.copy()
-        if not live.any():
-            return price, volume
-        lo_l, hi_l = lo[live], hi[live]
-        # hi inside the series: divide out the actions after as_of
-        inner = hi_l < self.group_end[lo_l]
-        safe_hi = np.where(inner, hi_l, 0)
-        price[live] = np.where(inner, cum[lo_l] / cum[safe_hi], cum[lo_l])
-        volume[live] = np.where(
-            inner, self.volume_cum[lo_l] / self.volume_cum[safe_hi], self.volume_cum[lo_l]
-        )
+        price, volume = cum[idx], self.volume_cum[idx]
+        if as_of is not None:
+            # actions after as_of: divide out their product (none past the series' end)
+            cut = np.where((lo < hi) & (hi < end), hi, sentinel)
+            price = price / cum[cut]
+            volume = volume / self.volume_cum[cut]
         return price, volume
 
 
 def round_prices(x: FloatArray) -> FloatArray:
-    """`x` to DECIMALS decimals exactly as DuckDB's `round(x, 10)` does (scale, round half
-    away from zero, unscale), so every engine returns the same double."""
-    scale = 10.0**DECIMALS
-    y = np.asarray(x, np.float64) * scale
-    r = np.trunc(y)
-    r = r + np.sign(y) * (np.abs(y - r) >= 0.5)
-    out: FloatArray = r / scale
-    return out
+    """`x` to DECIMALS decimals as DuckDB's `round(x, 10)` does (scale, round half away
+    from zero, unscale), so every engine returns the same double. Adding 0.5 before
+    truncating is exact for every scaled price of at least 5e-11 (below that a price
+    rounds to 0 or 1e-10)."""
+    y = np.multiply(x, _SCALE, dtype=np.float64)
+    y += np.copysign(0.5, y)
+    np.trunc(y, out=y)
+    y /= _SCALE
+    return y
+
+
+def round_price(x: float) -> float:
+    """`round_prices` of one value, in plain Python (the same IEEE operations)."""
+    y = x * _SCALE
+    y += math.copysign(0.5, y)
+    return math.trunc(y) / _SCALE if abs(y) < 2**53 else y / _SCALE
 
 
 def apply_prices(raw: FloatArray, factor: FloatArray) -> FloatArray:
@@ -186,16 +274,9 @@ def build_adjustment(actions: pa.Table, *, actions_version: int | None = None) -
     split_price_factor, price_factor, volume_factor), as `PREV_CLOSE_SQL` plus
     `factor_columns` give them."""
     if actions.num_rows == 0:
-        empty_f = np.empty(0, np.float64)
+        one = np.ones(1, np.float64)
         return Adjustment(
-            [],
-            {},
-            np.empty(0, np.int64),
-            empty_f,
-            empty_f,
-            empty_f,
-            np.empty(0, np.int64),
-            actions_version,
+            [], {}, np.empty(0, np.int64), one, one, one, np.zeros(1, np.int64), actions_version
         )
     tickers = actions.column("ticker").to_pylist()
     mics = actions.column("exchange_mic").to_pylist()
@@ -220,14 +301,15 @@ def build_adjustment(actions: pa.Table, *, actions_version: int | None = None) -
     bounds = np.flatnonzero(np.diff(group)) + 1
     starts = np.concatenate([[0], bounds])
     ends = np.concatenate([bounds, [keys.size]])
-    group_end = np.repeat(ends, ends - starts).astype(np.int64)
-    split_cum, all_cum, vol_cum = (np.empty_like(split_d) for _ in range(3))
+    split_cum, all_cum, vol_cum = (np.ones(keys.size + 1) for _ in range(3))
     for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
         # latest first, as the SQL views multiply (ORDER BY ex_date DESC)
         split_cum[a:b] = np.multiply.accumulate(split_d[a:b][::-1])[::-1]
         all_cum[a:b] = np.multiply.accumulate(price_d[a:b][::-1])[::-1]
         vol_cum[a:b] = np.multiply.accumulate(vol_d[a:b][::-1])[::-1]
-    return Adjustment(series, id_of, keys, split_cum, all_cum, vol_cum, group_end, actions_version)
+    series_end = np.zeros(len(series) + 1, dtype=np.int64)
+    series_end[group[starts]] = ends
+    return Adjustment(series, id_of, keys, split_cum, all_cum, vol_cum, series_end, actions_version)
 
 
 def factor_columns(actions: pa.Table) -> pa.Table:

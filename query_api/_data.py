@@ -339,7 +339,7 @@ class EodStore:
         self._poller: threading.Thread | None = None
         self._adjustment: tuple[tuple[int | None, int | None], Adjustment] | None = None
         self._adjustment_lock = threading.Lock()
-        self._form_ids: tuple[ServingForm, Adjustment, npt.NDArray[np.int64]] | None = None
+        self._form_ids_cache: tuple[ServingForm, Adjustment, npt.NDArray[np.int64]] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -535,7 +535,7 @@ class EodStore:
                 else build_adjustment(_NO_FACTORS, actions_version=key[1])
             )
             self._adjustment = (key, adjustment)
-            self._form_ids = None
+            self._form_ids_cache = None
             log.info(
                 "adjustment_built",
                 actions=int(n),
@@ -549,20 +549,48 @@ class EodStore:
         actions change without a new eod_prices version."""
         return f"|a{self._reader.actions_version}"
 
+    def _form_ids(self, form: ServingForm, adjustment: Adjustment) -> npt.NDArray[np.int64]:
+        """Adjustment series id of each serving-form series (cached per form and factors)."""
+        cached = self._form_ids_cache
+        if cached is None or cached[0] is not form or cached[1] is not adjustment:
+            cached = (form, adjustment, adjustment.ids(form.series))
+            self._form_ids_cache = cached
+        return cached[2]
+
     def _form_scale(
-        self, form: ServingForm, pos: npt.NDArray[np.int64], adjust: Adjust
+        self,
+        form: ServingForm,
+        pos: npt.NDArray[np.int64],
+        adjust: Adjust,
+        *,
+        sid: int | None = None,
+        sids: npt.NDArray[np.int64] | None = None,
     ) -> Scale | None:
-        """Factors for serving-form rows `pos` (None: as traded)."""
+        """Factors for serving-form rows `pos` (None: as traded); `sid` when every row is
+        of that one series (a range: only its own actions are searched), `sids` when the
+        caller has the rows' series already."""
         if not adjust.adjusted:
             return None
         adjustment = self.adjustment()
-        cached = self._form_ids
-        if cached is None or cached[0] is not form or cached[1] is not adjustment:
-            cached = (form, adjustment, adjustment.ids(form.series))
-            self._form_ids = cached
-        ids = cached[2][form.sids_at(pos)] if cached[2].size else np.full(pos.size, -1, np.int64)
+        ids = self._form_ids(form, adjustment)
         days = np.asarray(form.days[pos], dtype=np.int64)
-        return adjustment.factors(ids, days, adjust.basis, adjust.as_of)
+        if sid is not None:
+            aid = int(ids[sid]) if ids.size else -1
+            return adjustment.series_factors(aid, days, adjust.basis, adjust.as_of)
+        if sids is None:
+            sids = form.sids_at(pos)
+        aids = ids[sids] if ids.size else np.full(pos.size, -1, np.int64)
+        return adjustment.factors(aids, days, adjust.basis, adjust.as_of)
+
+    def _point_scale(self, form: ServingForm, sid: int, p: int, adjust: Adjust) -> Scale | None:
+        """`_form_scale` of one row, without numpy searches."""
+        if not adjust.adjusted:
+            return None
+        adjustment = self.adjustment()
+        ids = self._form_ids(form, adjustment)
+        aid = int(ids[sid]) if ids.size else -1
+        f, v = adjustment.factor_at(aid, int(form.days[p]), adjust.basis, adjust.as_of)
+        return np.asarray([f]), np.asarray([v])
 
     def _adjusted(self, table: pa.Table, adjust: Adjust) -> pa.Table:
         return _adjust_table(table, self.adjustment(), adjust) if adjust.adjusted else table
@@ -630,7 +658,9 @@ class EodStore:
                 if p is None:
                     return Bars(form=form), 0
                 at = np.asarray([p], dtype=np.int64)
-                return Bars(form=form, positions=at, scale=self._form_scale(form, at, adjust)), 1
+                return Bars(
+                    form=form, positions=at, scale=self._point_scale(form, sid, p, adjust)
+                ), 1
             lo, hi = form.range(sid, date_from, date_to)
             if order == "asc":
                 pos = np.arange(lo + offset, min(hi, lo + offset + limit), dtype=np.int64)
@@ -638,7 +668,7 @@ class EodStore:
                 pos = np.arange(
                     hi - 1 - offset, max(lo, hi - offset - limit) - 1, -1, dtype=np.int64
                 )
-            scale = self._form_scale(form, pos, adjust)
+            scale = self._form_scale(form, pos, adjust, sid=sid)
             self._timed("bars", "serving", t0)
             return Bars(form=form, positions=pos, scale=scale), hi - lo
         where, params = ["ticker = ?", "exchange_mic = ?"], [symbol, exchange]
@@ -800,11 +830,16 @@ class EodStore:
         """Day numbers and closes of one ticker's bars in lo..hi, and the engine that read them."""
         form = self.index_for(version)
         if form is not None:
-            a, b = form.range(form.sid_of[symbol, exchange], lo, hi)
+            sid = form.sid_of[symbol, exchange]
+            a, b = form.range(sid, lo, hi)
             pos = np.arange(a, b, dtype=np.int64)
+            if pos.size == 1:
+                scale = self._point_scale(form, sid, a, adjust)
+            else:
+                scale = self._form_scale(form, pos, adjust, sid=sid)
             return (
                 np.asarray(form.days[a:b], dtype=np.int64),
-                form.closes_at(pos, scale=self._form_scale(form, pos, adjust)),
+                form.closes_at(pos, scale=scale),
                 "serving",
             )
         where, params = ["ticker = ?", "exchange_mic = ?"], [symbol, exchange]
@@ -839,9 +874,7 @@ class EodStore:
             return closes
         adjustment = self.adjustment()
         sid = adjustment.id_of.get((symbol, exchange), -1)
-        pf, _ = adjustment.factors(
-            np.full(days.size, sid, np.int64), days, adjust.basis, adjust.as_of
-        )
+        pf, _ = adjustment.series_factors(sid, days, adjust.basis, adjust.as_of)
         return lake.apply_prices(closes, pf)
 
     def _last_bar(
@@ -849,11 +882,12 @@ class EodStore:
     ) -> tuple[dt.date, float] | None:
         form = self.index_for(version)
         if form is not None:
-            p = form.last_on_or_before(form.sid_of[symbol, exchange], day)
+            sid = form.sid_of[symbol, exchange]
+            p = form.last_on_or_before(sid, day)
             if p is None:
                 return None
             pos = np.asarray([p], dtype=np.int64)
-            scale = self._form_scale(form, pos, adjust)
+            scale = self._point_scale(form, sid, p, adjust)
             return to_date(int(form.days[p])), float(form.closes_at(pos, scale=scale)[0])
         params: list[Any] = [symbol, exchange]
         bound = ""
@@ -1016,12 +1050,13 @@ class EodStore:
             pos = np.concatenate(
                 [form.on_date(d, exchange) for d in dates] or [np.empty(0, np.int64)]
             )
+            sids = form.sids_at(pos)
             return (
                 _Closes(
                     form.series,
-                    form.sids_at(pos),
+                    sids,
                     np.asarray(form.days[pos], dtype=np.int64),
-                    form.closes_at(pos, scale=self._form_scale(form, pos, adjust)),
+                    form.closes_at(pos, scale=self._form_scale(form, pos, adjust, sids=sids)),
                 ),
                 "serving",
             )

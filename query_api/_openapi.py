@@ -49,6 +49,7 @@ SHAPES: dict[str, Shape] = {
     "getEodOnDate": Shape(("json", "csv", "arrow", "parquet"), paged=True, streamed=True),
     "getDelta": Shape(("json", "csv", "arrow"), paged=True),
     "getMovers": Shape(("json", "csv", "arrow")),
+    "getActions": Shape(("json", "csv", "arrow")),
     "runSql": Shape(("json", "csv", "arrow"), data=False),
     "getLatestBarLegacy": Shape(("json", "csv")),
     "getDeltaLegacy": Shape(("json", "csv", "arrow")),

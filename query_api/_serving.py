@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from bisect import bisect_left, bisect_right
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from lake import apply_prices, apply_volumes, read_manifest
+from lake._adjust import round_price
 from query_api._index import BarRow
 
 IntArray = npt.NDArray[np.int64]
@@ -155,6 +157,13 @@ class ServingForm:
         raw: FloatArray = np.asarray(self._num[name][pos], dtype=np.float64)
         return raw if scale is None else apply_prices(raw, scale[0])
 
+    def _prices(self, pos: IntArray, scale: Scale | None) -> npt.NDArray[np.float64]:
+        """open, high, low, close at `pos` as one (4, n) array, adjusted in one pass."""
+        raw = np.empty((4, pos.size), dtype=np.float64)
+        for i, name in enumerate(_PRICES):
+            np.take(self._num[name], pos, out=raw[i])
+        return raw if scale is None else apply_prices(raw, scale[0])
+
     def volumes(self, pos: IntArray, *, scale: Scale | None = None) -> IntArray:
         raw: IntArray = np.asarray(self.volume[pos], dtype=np.int64)
         return raw if scale is None else apply_volumes(raw, scale[1])
@@ -227,15 +236,28 @@ class ServingForm:
         v = raw * factor if spec["op"] == "mul" else raw / factor
         return None if v != v else v
 
-    def row(self, p: int, *, scale: Scale | None = None, sid: int | None = None) -> BarRow:
-        """The bar at row `p` (a point lookup: scalar reads only)."""
+    def row(
+        self, p: int, *, scale: tuple[float, float] | None = None, sid: int | None = None
+    ) -> BarRow:
+        """The bar at row `p` (a point lookup: scalar reads only); `scale` is the row's
+        (price factor, volume factor)."""
         if sid is None:
             sid = bisect_right(self._ends_view, p)
         o, h, lo, c = (float(self._num[name][p]) for name in _PRICES)
         volume = int(self.volume[p])
         if scale is not None:
-            o, h, lo, c = apply_prices(np.asarray([o, h, lo, c]), scale[0][:1].repeat(4)).tolist()
-            volume = int(apply_volumes(np.asarray([volume], np.int64), scale[1][:1])[0])
+            f, v = scale
+            o, h, lo, c = (
+                round_price(o * f),
+                round_price(h * f),
+                round_price(lo * f),
+                round_price(c * f),
+            )
+            if v != 1.0:
+                scaled = volume * v
+                size = abs(scaled)
+                whole = math.floor(size)
+                volume = int(math.copysign(whole + (size - whole >= 0.5), scaled))
         ticker, mic = self.series[sid]
         return (
             ticker,
@@ -257,9 +279,10 @@ class ServingForm:
         if pos.size == 0:
             return []
         if pos.size == 1:
-            return [self.row(int(pos[0]), scale=scale)]
+            one = None if scale is None else (float(scale[0][0]), float(scale[1][0]))
+            return [self.row(int(pos[0]), scale=one)]
         series = [self.series[s] for s in self.sids_at(pos).tolist()]
-        prices = [self.price(p, pos, scale=scale).tolist() for p in _PRICES]
+        prices = self._prices(pos, scale).tolist()
         volume = self.volumes(pos, scale=scale).tolist()
         split = [None if v != v else v for v in self.optional("split_factor", pos).tolist()]
         div = [None if v != v else v for v in self.optional("dividend", pos).tolist()]
@@ -298,7 +321,7 @@ class ServingForm:
             pa.array(tickers, pa.string()),
             pa.array(mics, pa.string()),
             pa.array(np.asarray(self.days[pos], dtype=np.int32), pa.int32()).cast(pa.date32()),
-            *(pa.array(self.price(p, pos, scale=scale), pa.float64()) for p in _PRICES),
+            *(pa.array(col, pa.float64()) for col in self._prices(pos, scale)),
             pa.array(self.volumes(pos, scale=scale), pa.int64()),
             nullable("split_factor"),
             nullable("dividend"),

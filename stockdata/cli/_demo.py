@@ -34,11 +34,12 @@ def sample_path(symbol: str) -> Path:
 @click.option("--no-serve", is_flag=True, help="Set up and load the samples, then exit.")
 @click.option(
     "--synthetic",
-    default=0,
+    default=1,
     show_default=True,
     type=click.IntRange(0, 5000),
     help="Also backfill this many synthetic tickers (SYN0001…) over 2015–2017 on XNYS, "
-    "so cross-sections and movers have a market to rank.",
+    "so cross-sections and movers have a market to rank. SYN0001 splits 2:1 on 2015-12-17 "
+    "and pays quarterly dividends: `adjust=` visibly matters.",
 )
 @click.pass_context
 def demo(ctx: click.Context, port: int, host: str, no_serve: bool, synthetic: int) -> None:
@@ -56,14 +57,19 @@ def demo(ctx: click.Context, port: int, host: str, no_serve: bool, synthetic: in
     )
     for symbol, mic in SAMPLES:
         ctx.invoke(load, file=sample_path(symbol), ticker=symbol, mic=mic)
+    click.echo(
+        "note: the MSFT sample is split- and dividend-adjusted as shipped (no actions are "
+        "recorded for it); GOOG is as traded (stockdata/samples/README.md)"
+    )
     if synthetic:
-        tickers = ",".join(f"SYN{i:04d}" for i in range(1, synthetic + 1))
+        # ctx.invoke runs no option callbacks: pass the list `--tickers` would parse to
+        tickers = [f"SYN{i:04d}" for i in range(1, synthetic + 1)]
         with catalog.session_scope(engine) as session:
             catalog.upsert_tickers(
                 session,
                 [
                     {"exchange_mic": "XNYS", "symbol": t, "name": f"Synthetic {t}"}
-                    for t in tickers.split(",")
+                    for t in tickers
                 ],
             )
         ctx.invoke(
@@ -76,6 +82,11 @@ def demo(ctx: click.Context, port: int, host: str, no_serve: bool, synthetic: in
             inline=True,
             batch_size=100,
             concurrency=2,
+        )
+    if synthetic:
+        click.echo(
+            "adjustment: compare /v1/eod/SYN0001?from=2015-12-14&to=2015-12-18 with "
+            "&adjust=splits and &adjust=all, or GET /v1/actions/SYN0001"
         )
     if no_serve:
         click.echo('demo ready: try `stockdata sql "select ticker, count(*) from eod group by 1"`')

@@ -54,6 +54,7 @@ def test_demo_loads_the_samples_once_and_serves_them(home: Path) -> None:
     assert lines[1].startswith("catalog seeded: ") and lines[1].endswith(" 2 new tickers")
     assert "7983 rows written, 0 rejected" in lines[2]
     assert "2148 rows written, 0 rejected" in lines[3]
+    assert lines[4].startswith("note: the MSFT sample is split- and dividend-adjusted")
 
     again = _stockdata(home, "demo", "--no-serve")
     assert again.returncode == 0, again.stderr
@@ -64,7 +65,15 @@ def test_demo_loads_the_samples_once_and_serves_them(home: Path) -> None:
     counts = _stockdata(
         home, "sql", "select ticker, count(*) n from eod group by 1 order by 1", "--format", "csv"
     )
-    assert counts.stdout.splitlines() == ["ticker,n", "GOOG,2148", "MSFT,7983"]
+    assert counts.stdout.splitlines() == ["ticker,n", "GOOG,2148", "MSFT,7983", "SYN0001,755"]
+    actions = _stockdata(
+        home,
+        "sql",
+        "select ex_date, kind, ratio from corporate_actions where kind = 'split'",
+        "--format",
+        "csv",
+    )
+    assert actions.stdout.splitlines() == ["ex_date,kind,ratio", "2015-12-17,split,2.0"]
 
     port = free_port()
     server = subprocess.Popen(
@@ -88,6 +97,18 @@ def test_demo_loads_the_samples_once_and_serves_them(home: Path) -> None:
             body = json.load(response)
         rows = body["data"] if isinstance(body["data"], list) else [body["data"]]
         assert [(r["date"], r["close"]) for r in rows] == [("2008-10-10", 18.029)]
+
+        def closes(adjust: str) -> list[float]:
+            url = (
+                f"http://127.0.0.1:{port}/v1/eod/SYN0001?from=2015-12-16&to=2015-12-17"
+                f"&adjust={adjust}"
+            )
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return [r["close"] for r in json.load(response)["data"]]
+
+        traded, split = closes("none"), closes("splits")
+        assert split[0] == round(traded[0] / 2, 10) and split[1] == traded[1]
+        assert 0.7 < traded[1] / traded[0] * 2 < 1.3  # the 2:1 split, not a 50% fall
     finally:
         os.killpg(server.pid, signal.SIGINT)
         server.wait(30)

@@ -27,6 +27,7 @@ OPERATIONS = {
     ("get", "/v1/eod"): "getEodOnDate",
     ("get", "/v1/eod/{symbol}/delta"): "getDelta",
     ("get", "/v1/movers"): "getMovers",
+    ("get", "/v1/actions/{symbol}"): "getActions",
     ("post", "/v1/sql"): "runSql",
     ("get", "/eod/ticker/{ticker}"): "getLatestBarLegacy",
     ("get", "/eod/ticker/{ticker}/delta/{days}"): "getDeltaLegacy",

@@ -235,13 +235,12 @@ def test_the_form_holds_every_bar_exactly(gap_lake: lake.LakeSettings) -> None:
     # the point lookup's scalar path reads the same bars as the vectorised one
     sample = np.arange(0, form.rows, 37, dtype=np.int64)
     factors = np.linspace(0.25, 1.0, sample.size)
-    for scale in (None, (factors, 1 / factors)):
+    ratios = 1 / factors
+    for scale in (None, (factors, ratios)):
         many = form.rows_at(sample, scale=scale)
         one = [
-            form.row(
-                int(p), scale=None if scale is None else (scale[0][i : i + 1], scale[1][i : i + 1])
-            )
-            for i, p in enumerate(sample)
+            form.row(int(p), scale=None if scale is None else (scale[0][i], scale[1][i]))
+            for i, p in enumerate(sample.tolist())
         ]
         assert one == many
         if scale is not None:
