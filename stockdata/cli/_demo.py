@@ -67,10 +67,7 @@ def demo(ctx: click.Context, port: int, host: str, no_serve: bool, synthetic: in
         with catalog.session_scope(engine) as session:
             catalog.upsert_tickers(
                 session,
-                [
-                    {"exchange_mic": "XNYS", "symbol": t, "name": f"Synthetic {t}"}
-                    for t in tickers
-                ],
+                [{"exchange_mic": "XNYS", "symbol": t, "name": f"Synthetic {t}"} for t in tickers],
             )
         ctx.invoke(
             backfill,
