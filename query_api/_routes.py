@@ -1165,6 +1165,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
 
     @get(
         "/actions/{symbol:str}",
+        sync_to_thread=True,
         operation_id=_op("getActions"),
         responses=_errors("`invalid-range` when `from` is after `to`."),
         summary="Corporate actions of one ticker",
