@@ -856,7 +856,7 @@ def build_routes(settings: ApiSettings) -> list[ControllerRouterHandler]:
         "/eod/{symbol:str}/history",
         sync_to_thread=True,
         operation_id=_op("getEodHistory"),
-        responses=_errors("the rules between parameters:" + ADJUST_RULES),
+        responses=_errors("`invalid-range` when `from` is after `to`;" + ADJUST_RULES),
         summary="Whole history of one ticker",
         description="Every bar of the ticker (or of `from`..`to`), oldest first by default, "
         "with no limit on the span." + _FORMAT_NOTE.format(arrow=_ARROW_NOTE + _STREAM_NOTE),

@@ -61,6 +61,15 @@ def _cross_parameter_rule(case: Any) -> str | None:
         )
         if basis == "none":
             return "invalid-adjust"
+    if case.operation.path in {"/v1/eod/{symbol}/history", "/v1/actions/{symbol}"}:
+        lo, hi = query.get("from"), query.get("to")
+        if (
+            lo is not None
+            and hi is not None
+            and dt.date.fromisoformat(lo) > dt.date.fromisoformat(hi)
+        ):
+            return "invalid-range"
+        return None
     if case.operation.path not in {"/v1/eod", "/v1/eod/{symbol}", "/v1/eod/{symbol}/delta"}:
         return None
     ranged = "from" in query or "to" in query
