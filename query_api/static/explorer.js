@@ -8,6 +8,8 @@
   var RANGES = { "1M": 1, "6M": 6, "1Y": 12, "5Y": 60, "20Y": 240, MAX: null };
   var $ = function (id) { return document.getElementById(id); };
   var KEY_STORE = "stockdata.apiKey";
+  // The API's adjustment bases (`adjust=`), as the legend and the movers caption name them.
+  var BASES = { none: "as traded", splits: "split-adjusted", all: "split- and dividend-adjusted" };
 
   // -- the API ------------------------------------------------------------------------------
 
@@ -89,12 +91,11 @@
   }, 1);
   chart.panes()[1].setHeight(90);
 
-  var state = { symbol: null, exchange: null, range: "1Y", load: 0 };
+  var state = { symbol: null, exchange: null, range: "1Y", adjust: "none", load: 0 };
   window.explorer = { firstRenderMs: null, loads: 0 };
 
-  // The price basis of every price request. When the adjustment basis (`adjust=`) exists,
-  // the #basis control becomes a selector and this returns { adjust: <its value> }.
-  function priceParams() { return { adjusted: $("adjusted").checked ? "true" : null }; }
+  // The basis of every chart request, so the bars and the range's change share it.
+  function priceParams() { return { adjust: state.adjust }; }
 
   function fetchPages(symbol, params) {
     var rows = [];
@@ -129,6 +130,7 @@
     if (!state.symbol) return Promise.resolve();
     var load = ++state.load;
     var symbol = state.symbol, exchange = state.exchange, range = state.range;
+    var basis = state.adjust;
     var started = performance.now();
     $("ticker-title").textContent = symbol + (exchange ? " · " + exchange : "");
     document.querySelectorAll("#ranges button").forEach(function (b) {
@@ -138,13 +140,14 @@
     body.dataset.chart = "loading";
     return api("v1/eod/" + encodeURIComponent(symbol) + "/latest",
       Object.assign({ exchange: exchange }, priceParams())).then(function (doc) {
+      basis = doc.adjust; // what the API says it did
       var last = doc.data.date;
       var months = RANGES[range];
       var from = months === null ? null : addDays(monthsBefore(last, months), 1);
       return fetchBars(symbol, exchange, from, last);
     }).then(function (bars) {
       if (load !== state.load) return; // a newer load started
-      draw(symbol, exchange, range, bars, performance.now() - started);
+      draw(symbol, exchange, range, basis, bars, performance.now() - started);
     }).catch(function (err) {
       if (load !== state.load) return;
       body.dataset.chart = "error";
@@ -152,7 +155,7 @@
     });
   }
 
-  function draw(symbol, exchange, range, bars, ms) {
+  function draw(symbol, exchange, range, basis, bars, ms) {
     candles.setData(bars.map(function (b) {
       return { time: b.date, open: b.open, high: b.high, low: b.low, close: b.close };
     }));
@@ -160,6 +163,8 @@
       return { time: b.date, value: b.volume, color: b.close >= b.open ? "#13733355" : "#a50e0e55" };
     }));
     chart.timeScale().fitContent();
+    $("chart-legend").textContent = [symbol, exchange, range === "MAX" ? "Max" : range,
+      BASES[basis] || basis].filter(Boolean).join(" · ");
     var first = bars[0], last = bars[bars.length - 1];
     if (!last) {
       $("last-close").textContent = "–"; $("last-date").textContent = "";
@@ -185,15 +190,17 @@
     body.dataset.chart = symbol + "|" + (exchange || "") + "|" + range + "|" + window.explorer.loads;
   }
 
-  // -- navigation: #symbol=MSFT&exchange=XNAS&range=1Y -----------------------------------------
+  // -- navigation: #symbol=MSFT&exchange=XNAS&range=1Y&adjust=splits (as traded: no adjust) ---
 
-  function go(symbol, exchange, range) {
+  function hashFor(symbol, exchange, range) {
     var h = new URLSearchParams();
     h.set("symbol", symbol);
     if (exchange) h.set("exchange", exchange);
     h.set("range", range || state.range);
-    location.hash = h.toString();
+    if (state.adjust !== "none") h.set("adjust", state.adjust);
+    return "#" + h.toString();
   }
+  function go(symbol, exchange, range) { location.hash = hashFor(symbol, exchange, range); }
   function fromHash() {
     var h = new URLSearchParams(location.hash.slice(1));
     var symbol = h.get("symbol");
@@ -201,6 +208,8 @@
     state.symbol = symbol.toUpperCase();
     state.exchange = h.get("exchange");
     state.range = RANGES.hasOwnProperty(h.get("range")) ? h.get("range") : "1Y";
+    state.adjust = BASES.hasOwnProperty(h.get("adjust")) ? h.get("adjust") : "none";
+    $("basis").value = state.adjust;
     loadChart();
   }
   window.addEventListener("hashchange", fromHash);
@@ -208,18 +217,17 @@
     var r = e.target.dataset && e.target.dataset.range;
     if (r && state.symbol) go(state.symbol, state.exchange, r);
   });
-  $("adjusted").addEventListener("change", loadChart);
+  $("basis").addEventListener("change", function () {
+    state.adjust = $("basis").value;
+    if (state.symbol) go(state.symbol, state.exchange, state.range);
+  });
 
   // -- search ---------------------------------------------------------------------------------
 
   var searchTimer = null, searchSeq = 0;
   function link(symbol, exchange, text) {
     var a = document.createElement("a");
-    var h = new URLSearchParams();
-    h.set("symbol", symbol);
-    if (exchange) h.set("exchange", exchange);
-    h.set("range", state.range);
-    a.href = "#" + h.toString();
+    a.href = hashFor(symbol, exchange, state.range);
     a.textContent = text;
     return a;
   }
@@ -306,15 +314,23 @@
     movers.key = key;
     renderMovers();
   });
+  // Movers keep their route's default basis (splits: a split is never a move) unless one is
+  // picked in their own form; the chart's basis is about drawing prices and does not carry over.
   $("movers-form").addEventListener("submit", function (e) {
     e.preventDefault();
     body.dataset.movers = "loading";
-    api("v1/movers", Object.assign({
+    var picked = $("movers-basis").value;
+    var days = $("movers-days").value;
+    api("v1/movers", {
       date: $("movers-date").value,
-      days: $("movers-days").value,
+      days: days,
       order: $("movers-order").value,
       limit: $("movers-limit").value,
-    }, priceParams())).then(function (doc) {
+      adjust: picked || null,
+    }).then(function (doc) {
+      $("movers-caption").textContent = doc.date + " · " + days + " session" +
+        (days === "1" ? "" : "s") + " · " + (BASES[doc.adjust] || doc.adjust) +
+        (picked ? "" : " (the route's default)");
       movers.rows = doc.data;
       movers.key = "rank";
       movers.dir = 1;

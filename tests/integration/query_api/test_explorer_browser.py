@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import uvicorn
 from litestar import Litestar
@@ -36,6 +37,7 @@ from tests import _services
 from tests.integration.query_api.conftest import api_settings, read_sample
 from tests.stubs.jwks import AUDIENCE, ISSUER, JwksServer
 
+D = dt.date
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 LAUNCH_ARGS = [
@@ -174,6 +176,43 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
             yield state
         finally:
             context.close()
+
+
+#: SYN0001's bars end the session before its 2:1 split (ex-date 2015-12-17), which is on record
+#: already, as when a split is announced ahead: every bar of the chart is before the ex-date.
+SPLIT_EX_DATE = D(2015, 12, 17)
+SPLIT_RATIO = 2.0
+
+
+@pytest.fixture
+def split_lake(tmp_path: Path) -> tuple[lake.LakeSettings, list[dict[str, Any]]]:
+    """A lake with SYN0001 as traded through 2015-12-16 (its dividends carried on the bars)
+    and the 2:1 split of 2015-12-17; also the bars, as rows."""
+    settings = lake.LakeSettings(lake_uri=str(tmp_path / "split-lake"))
+    bars = lake.synthetic_bars(
+        ["SYN0001"], date_from=D(2015, 1, 1), date_to=SPLIT_EX_DATE - dt.timedelta(days=1)
+    )
+    lake.write_bars(settings, bars, job_id="syn-raw")
+    split = pa.table(
+        {
+            "ticker": ["SYN0001"],
+            "exchange_mic": ["XNYS"],
+            "ex_date": pa.array([SPLIT_EX_DATE], pa.date32()),
+            "kind": ["split"],
+            "ratio": [SPLIT_RATIO],
+            "amount": pa.array([None], pa.float64()),
+            "currency": pa.array([None], pa.string()),
+            "source": ["test"],
+        }
+    )
+    assert lake.write_actions(settings, split, job_id="syn-split") == (1, 0)
+    kinds = lake.read_actions(settings).column("kind").to_pylist()
+    assert kinds == ["dividend", "dividend", "dividend", "split"]
+    rows = [
+        {"date": r["trade_date"], "close": r["close"]}
+        for r in bars.select(["trade_date", "close"]).to_pylist()
+    ]
+    return settings, rows
 
 
 def _shot(page: Page, name: str) -> Path:
@@ -351,3 +390,89 @@ def test_explorer_with_a_jwt(
             page.click("#sql-form button[type=submit]")
             expect(page.locator("#sql-status")).to_contain_text("2 rows in ")
     assert browser.foreign == []
+
+
+def test_explorer_basis_selector_adjusts_the_chart_and_the_movers(
+    split_lake: tuple[lake.LakeSettings, list[dict[str, Any]]], seeded: Engine, browser: Browser
+) -> None:
+    settings, traded = split_lake
+    split = [{**r, "close": r["close"] / SPLIT_RATIO} for r in traded]
+    last, before = traded[-1], traded[-2]
+    assert (last["date"], last["close"], before["close"]) == (D(2015, 12, 16), 0.6722, 0.6937)
+    chart = re.compile(r"/v1/eod/SYN0001(/latest)?\?")
+    with serve(explorer_app(settings, seeded, AuthSettings(auth_mode="none"))) as url:
+        page = browser.page()
+        body = page.locator("body")
+        sent: list[str] = []
+        page.on("request", lambda r: sent.append(r.url) if chart.search(r.url) else None)
+
+        # As traded by default, and the request says so.
+        page.goto(url + "/#symbol=SYN0001&exchange=XNYS&range=1Y")
+        expect(body).to_have_attribute("data-chart", "SYN0001|XNYS|1Y|1")
+        expect(page.locator("#basis")).to_have_value("none")
+        expect(page.locator("#chart-legend")).to_have_text("SYN0001 · XNYS · 1Y · as traded")
+        expect(page.locator("#last-close")).to_have_text("0.6722")
+        expect(page.locator("#last-date")).to_have_text("on 2015-12-16")
+        info, change = range_texts(traded, 12)
+        assert info == "2015-01-02 → 2015-12-16 (242 sessions)"
+        expect(page.locator("#range-info")).to_have_text(info)
+        expect(page.locator("#range-change")).to_have_text(change)
+        assert sent and all("adjust=none" in u for u in sent), sent
+
+        # Splits: every bar is before the ex-date, so every price is halved.
+        sent.clear()
+        with page.expect_request(re.compile(r"/v1/eod/SYN0001\?.*adjust=splits")) as bars:
+            page.select_option("#basis", "splits")
+        assert "from=2014-12-17" in bars.value.url
+        expect(body).to_have_attribute("data-chart", "SYN0001|XNYS|1Y|2")
+        expect(page.locator("#chart-legend")).to_have_text("SYN0001 · XNYS · 1Y · split-adjusted")
+        assert js_number(0.6722 / SPLIT_RATIO) == "0.3361"
+        expect(page.locator("#last-close")).to_have_text("0.3361")
+        expect(page.locator("#range-change")).to_have_text(range_texts(split, 12)[1])
+        assert sent and all("adjust=splits" in u for u in sent), sent
+        assert "adjust=splits" in page.url
+        _shot(page, "explorer-basis-splits.png")
+
+        # Splits and dividends: what the API answers for that basis.
+        with page.expect_response(re.compile(r"/v1/eod/SYN0001\?.*adjust=all")) as answer:
+            page.select_option("#basis", "all")
+        expect(body).to_have_attribute("data-chart", "SYN0001|XNYS|1Y|3")
+        expect(page.locator("#chart-legend")).to_have_text(
+            "SYN0001 · XNYS · 1Y · split- and dividend-adjusted"
+        )
+        doc = answer.value.json()
+        assert doc["adjust"] == "all" and len(doc["data"]) == 242
+        total = [{"date": D.fromisoformat(b["date"]), "close": b["close"]} for b in doc["data"]]
+        assert total[-1]["close"] == 0.3361  # no dividend after the last bar
+        assert total[0]["close"] < split[0]["close"]  # three dividends after the first
+        expect(page.locator("#range-change")).to_have_text(range_texts(total, 12)[1])
+
+        # A link reopens the chart on its basis.
+        page.goto(url + "/#symbol=SYN0001&exchange=XNYS&range=1M&adjust=splits")
+        expect(body).to_have_attribute("data-chart", "SYN0001|XNYS|1M|4")
+        expect(page.locator("#basis")).to_have_value("splits")
+        expect(page.locator("#last-close")).to_have_text("0.3361")
+
+        # Movers keep their route's default (splits) unless a basis is picked for them.
+        page.select_option("#movers-order", "losers")
+        with page.expect_request(re.compile(r"/v1/movers\?")) as movers:
+            page.click("#movers-form button[type=submit]")
+        assert "adjust" not in movers.value.url and "date=2015-12-16" in movers.value.url
+        expect(body).to_have_attribute("data-movers", "2015-12-16|1")
+        caption = page.locator("#movers-caption")
+        expect(caption).to_have_text(
+            "2015-12-16 · 1 session · split-adjusted (the route's default)"
+        )
+        pct = f"{(0.6722 / 0.6937 - 1) * 100:+.2f}%"
+        start, end = 0.6937 / SPLIT_RATIO, 0.6722 / SPLIT_RATIO
+        row = ["1", "SYN0001", "XNYS", js_number(start), js_number(end), f"{end - start:+.2f}", pct]
+        expect(page.locator("#movers tbody tr td")).to_have_text(row)
+        page.select_option("#movers-basis", "none")
+        with page.expect_request(re.compile(r"/v1/movers\?.*adjust=none")):
+            page.click("#movers-form button[type=submit]")
+        expect(caption).to_have_text("2015-12-16 · 1 session · as traded")
+        row = ["1", "SYN0001", "XNYS", "0.6937", "0.6722", f"{(0.6722 - 0.6937):+.2f}", pct]
+        expect(page.locator("#movers tbody tr td")).to_have_text(row)
+        _shot(page, "explorer-basis-movers.png")
+    assert browser.foreign == []
+    assert browser.errors == []
