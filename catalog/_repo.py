@@ -242,9 +242,13 @@ def job_key(
     date_from: dt.date,
     date_to: dt.date,
     tickers: Sequence[str],
+    content: str = "",
 ) -> str:
-    """The idempotency key of a job: the same work asked twice maps to the same key."""
-    digest = hashlib.sha256(",".join(sorted(tickers)).encode()).hexdigest()[:16]
+    """The idempotency key of a job: the same work asked twice maps to the same key.
+
+    `content` tells apart jobs whose input is a file: a changed file is new work."""
+    text = ",".join(sorted(tickers)) + (f"|{content}" if content else "")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return f"{kind}|{provider}|{exchange_mic or '-'}|{date_from}|{date_to}|{digest}"
 
 
@@ -259,6 +263,7 @@ def create_job(
     tickers: Sequence[str],
     data_store_id: int | None = None,
     payload: dict[str, Any] | None = None,
+    content: str = "",
 ) -> tuple[IngestionJob, bool]:
     """Create the job row, or return the existing one for the same work. `(job, created)`."""
     if date_from > date_to:
@@ -270,6 +275,7 @@ def create_job(
         date_from=date_from,
         date_to=date_to,
         tickers=tickers,
+        content=content,
     )
     stmt = (
         insert(IngestionJob)
