@@ -3,6 +3,7 @@
 from loaders._catalog_sync import CatalogSyncResult, sync_catalog
 from loaders._http import HttpClient, Reply, RetryPolicy, parse_retry_after
 from loaders._provider_settings import ProviderSettings
+from loaders.providers._actions import ActionSource, split_ratio
 from loaders.providers._base import (
     DEFAULT_MAX_SYMBOLS_PER_JOB,
     Provider,
@@ -12,7 +13,7 @@ from loaders.providers._base import (
     register,
 )
 from loaders.providers._eodhd import EODHD_EXCHANGE_CODES, EodhdProvider, eodhd_symbol
-from loaders.providers._file import FileProvider, normalise_column, to_bars
+from loaders.providers._file import FileProvider, normalise_column, to_actions, to_bars
 from loaders.providers._marketstack import MarketstackProvider, check_marketstack
 from loaders.providers._synthetic import SyntheticProvider
 from loaders.providers._tiingo import TiingoProvider, tiingo_symbol
@@ -20,6 +21,7 @@ from loaders.providers._tiingo import TiingoProvider, tiingo_symbol
 __all__ = [
     "DEFAULT_MAX_SYMBOLS_PER_JOB",
     "EODHD_EXCHANGE_CODES",
+    "ActionSource",
     "CatalogSyncResult",
     "EodhdProvider",
     "FileProvider",
@@ -39,7 +41,9 @@ __all__ = [
     "parse_retry_after",
     "provider_names",
     "register",
+    "split_ratio",
     "sync_catalog",
     "tiingo_symbol",
+    "to_actions",
     "to_bars",
 ]

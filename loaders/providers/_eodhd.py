@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from loaders._http import HttpClient, Reply
 from loaders._provider_settings import ProviderSettings
+from loaders.providers._actions import action_rows, not_in_plan, plan_refused, split_ratio
 from loaders.providers._arrow import empty_bars, json_bars, unique
 from loaders.providers._base import register
 from stockdata.errors import CredentialError, InvalidInputError, PermanentError, TransientError
@@ -115,6 +116,8 @@ class EodhdProvider:
     name = "eodhd"
     #: a per-symbol endpoint: 100 calls per job
     max_symbols_per_job = 100
+    #: `/eod` bars carry no actions: bar jobs also call `/splits` and `/div`.
+    actions_on_bars = False
 
     def __init__(
         self,
@@ -163,6 +166,54 @@ class EodhdProvider:
         table = pa.concat_tables(tables) if tables else empty_bars()
         log.info("provider_fetched", provider=self.name, symbols=len(symbols), rows=table.num_rows)
         return table
+
+    def fetch_actions(
+        self,
+        symbols: Sequence[str],
+        *,
+        exchange_mic: str,
+        date_from: dt.date,
+        date_to: dt.date,
+    ) -> pa.Table:
+        """Two requests per ticker: `/splits/{SYMBOL}.{CODE}` (`"4.000000/1.000000"`) and
+        `/div/{SYMBOL}.{CODE}`, whose `unadjustedValue` is the cash paid (its `value` is
+        split-adjusted by EODHD; ours is computed from the splits, so the paid amount is kept).
+
+        A plan without these endpoints (403) fails the job with `actions-not-in-plan`."""
+        rows: list[dict[str, Any]] = []
+        span = {"from": date_from.isoformat(), "to": date_to.isoformat()}
+        try:
+            for symbol in unique(symbols):
+                code = eodhd_symbol(symbol, exchange_mic, exchange_code=self.exchange_code)
+                for r in self._get(f"splits/{code}", span):
+                    rows.append(
+                        {
+                            "ticker": symbol,
+                            "ex_date": r.get("date"),
+                            "kind": "split",
+                            "ratio": split_ratio(r.get("split")),
+                        }
+                    )
+                for r in self._get(f"div/{code}", span):
+                    paid = r.get("unadjustedValue")
+                    rows.append(
+                        {
+                            "ticker": symbol,
+                            "ex_date": r.get("date"),
+                            "kind": "dividend",
+                            "amount": r.get("value") if paid is None else paid,
+                            "currency": r.get("currency"),
+                            "declared_date": r.get("declarationDate"),
+                        }
+                    )
+        except CredentialError as exc:
+            if not_in_plan(exc):
+                raise plan_refused(self.name, exc) from exc
+            raise
+        log.info(
+            "provider_fetched_actions", provider=self.name, symbols=len(symbols), rows=len(rows)
+        )
+        return action_rows(rows, source=self.name, exchange_mic=exchange_mic)
 
     def list_exchanges(self) -> list[dict[str, Any]]:
         """One catalog row per operating MIC of each EODHD exchange (no timezone given)."""

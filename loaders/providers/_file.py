@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from lake import BAR_SCHEMA
 from loaders._provider_settings import ProviderSettings
+from loaders.providers._actions import action_rows, split_ratio
 from loaders.providers._base import register
 from stockdata.errors import InvalidInputError, NotFoundError
 
@@ -168,6 +169,75 @@ def to_bars(
     return pa.Table.from_arrays(arrays, schema=BAR_SCHEMA)
 
 
+#: Normalised column name -> actions column (docs/providers.md, "A file of actions").
+ACTION_ALIASES: dict[str, str] = {
+    "ticker": "ticker",
+    "symbol": "ticker",
+    "exchange_mic": "exchange_mic",
+    "mic": "exchange_mic",
+    "ex_date": "ex_date",
+    "date": "ex_date",
+    "kind": "kind",
+    "type": "kind",
+    "ratio": "ratio",
+    "split_factor": "ratio",
+    "split": "split",
+    "amount": "amount",
+    "dividend": "amount",
+    "currency": "currency",
+    "declared_date": "declared_date",
+    "declaration_date": "declared_date",
+    "new_symbol": "new_symbol",
+}
+
+
+def to_actions(table: pa.Table, *, exchange_mic: str | None, name: str = "file") -> pa.Table:
+    """A file's table of actions as ACTION_INPUT_SCHEMA rows (unvalidated).
+
+    Columns: ticker, ex_date, kind (split, stock_dividend, dividend, symbol_change), and the
+    kind's value: ratio (2 for 2:1; or `split` as text, `2:1` or `2/1`), amount and currency,
+    new_symbol; optional declared_date and exchange_mic (else `exchange_mic`)."""
+    path = Path(name)
+    found: dict[str, str] = {}
+    for column in table.column_names:
+        target = ACTION_ALIASES.get(normalise_column(column))
+        if target is not None and target not in found:
+            found[target] = column
+    missing = [c for c in ("ticker", "ex_date", "kind") if c not in found]
+    if missing:
+        raise InvalidInputError(
+            f"{path.name}: missing action column(s) {', '.join(missing)}; expected ticker, "
+            f"ex_date, kind[, ratio, amount, currency, new_symbol, declared_date] in "
+            f"{table.column_names}",
+            code="schema",
+        )
+    if "exchange_mic" not in found and not exchange_mic:
+        raise InvalidInputError(
+            f"{path.name} has no exchange_mic column: pass --exchange", code="schema"
+        )
+    rows = []
+    for raw in table.to_pylist():
+        row = {target: raw[column] for target, column in found.items()}
+        if row.get("ratio") is None and "split" in row:
+            row["ratio"] = split_ratio(row["split"])
+        for key in ("ticker", "kind", "exchange_mic"):
+            if isinstance(row.get(key), str):
+                row[key] = row[key].strip().lower() if key == "kind" else row[key].strip().upper()
+        rows.append(row)
+    mics = {r.get("exchange_mic") or exchange_mic for r in rows}
+    tables = [
+        action_rows(
+            [r for r in rows if (r.get("exchange_mic") or exchange_mic) == mic],
+            source="file",
+            exchange_mic=str(mic),
+        )
+        for mic in sorted(m for m in mics if m)
+    ]
+    if not tables:
+        return action_rows([], source="file", exchange_mic=exchange_mic or "")
+    return pa.concat_tables(tables)
+
+
 @register("file")
 class FileProvider:
     """A CSV or Parquet file of daily bars (Date/Open/High/Low/Close/Volume[/Adj Close]).
@@ -179,6 +249,8 @@ class FileProvider:
     name = "file"
     #: one file is one ticker
     max_symbols_per_job = 1
+    #: a bar file's split_factor/dividend columns are recorded as actions with its bars
+    actions_on_bars = True
 
     def __init__(
         self,
@@ -234,6 +306,31 @@ class FileProvider:
         mask = pc.and_(
             pc.greater_equal(dates, pa.scalar(date_from, pa.date32())),
             pc.less_equal(dates, pa.scalar(date_to, pa.date32())),
+        )
+        if symbols:
+            mask = pc.and_(mask, pc.is_in(table.column("ticker"), pa.array(list(symbols))))
+        return table.filter(pc.fill_null(mask, True))
+
+    def read_actions(self) -> pa.Table:
+        """Every row of an actions file (`path` names one) as ACTION_INPUT_SCHEMA."""
+        return to_actions(
+            read_table(self.path), exchange_mic=self.exchange_mic, name=str(self.path)
+        )
+
+    def fetch_actions(
+        self,
+        symbols: Sequence[str],
+        *,
+        exchange_mic: str,
+        date_from: dt.date,
+        date_to: dt.date,
+    ) -> pa.Table:
+        """The actions file's rows of `symbols` (all if empty) within the range."""
+        table = self.read_actions()
+        days = table.column("ex_date")
+        mask = pc.and_(
+            pc.greater_equal(days, pa.scalar(date_from, pa.date32())),
+            pc.less_equal(days, pa.scalar(date_to, pa.date32())),
         )
         if symbols:
             mask = pc.and_(mask, pc.is_in(table.column("ticker"), pa.array(list(symbols))))

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from loaders._http import HttpClient, Reply
 from loaders._provider_settings import ProviderSettings
+from loaders.providers._actions import action_rows, not_in_plan, plan_refused
 from loaders.providers._arrow import batched, json_bars, unique
 from loaders.providers._base import register
 from stockdata.errors import CredentialError, PermanentError, TransientError
@@ -96,6 +97,8 @@ class MarketstackProvider:
     name = "marketstack"
     #: Marketstack's `symbols` cap per call
     max_symbols_per_job = 100
+    #: `/eod` bars carry `split_factor` and `dividend`: bar jobs need no extra call.
+    actions_on_bars = True
 
     def __init__(
         self,
@@ -170,6 +173,44 @@ class MarketstackProvider:
         )
         return json_bars(rows, FIELDS, source=self.name, exchange_mic=exchange_mic)
 
+    def fetch_actions(
+        self,
+        symbols: Sequence[str],
+        *,
+        exchange_mic: str,
+        date_from: dt.date,
+        date_to: dt.date,
+    ) -> pa.Table:
+        """Splits from `/splits` and cash dividends from `/dividends` (v2; v1 has both too),
+        in batches of <= 100 symbols and pages of 1,000 rows.
+
+        A plan without these endpoints (`function_access_restricted`) fails the job with
+        `actions-not-in-plan`; it does not stop the worker."""
+        rows: list[dict[str, Any]] = []
+        try:
+            for batch in batched(unique(symbols), self.batch_size):
+                params = {
+                    "symbols": ",".join(batch),
+                    "date_from": date_from.isoformat(),
+                    "date_to": date_to.isoformat(),
+                }
+                for data in self._pages("splits", params):
+                    rows.extend(_split_row(r) for r in data)
+                for data in self._pages("dividends", params):
+                    rows.extend(_dividend_row(r) for r in data)
+        except CredentialError as exc:
+            if not_in_plan(exc):
+                raise plan_refused(self.name, exc) from exc
+            raise
+        log.info(
+            "provider_fetched_actions",
+            provider=self.name,
+            exchange_mic=exchange_mic,
+            symbols=len(symbols),
+            rows=len(rows),
+        )
+        return action_rows(rows, source=self.name, exchange_mic=exchange_mic)
+
     def fetch_exchange_day(
         self, exchange_mic: str, day: dt.date, *, symbols: Sequence[str] | None = None
     ) -> pa.Table:
@@ -233,6 +274,28 @@ class MarketstackProvider:
                     }
                 )
         return out
+
+
+def _split_row(r: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"date", "split_factor", "symbol"}`: the factor is new shares per old (2 for 2:1)."""
+    return {
+        "ticker": r.get("symbol"),
+        "ex_date": r.get("date"),
+        "kind": "split",
+        "ratio": r.get("split_factor"),
+    }
+
+
+def _dividend_row(r: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"date", "dividend", "symbol", ...}`: cash per share on the ex-date `date`."""
+    return {
+        "ticker": r.get("symbol"),
+        "ex_date": r.get("date"),
+        "kind": "dividend",
+        "amount": r.get("dividend"),
+        "currency": r.get("currency"),
+        "declared_date": r.get("declaration_date"),
+    }
 
 
 def _eod_rows(data: Any) -> list[Any]:

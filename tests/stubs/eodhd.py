@@ -1,6 +1,9 @@
 """An EODHD stub: `GET /api/eod/{SYMBOL}.{EXCHANGE}?from&to&api_token&fmt=json` on loopback.
 
-Also `GET /api/exchanges-list/` and `GET /api/exchange-symbol-list/{CODE}`. Bars come
+Also `GET /api/exchanges-list/`, `GET /api/exchange-symbol-list/{CODE}`,
+`GET /api/splits/{SYMBOL}.{EXCHANGE}?from&to` (`[{"date", "split": "2.000000/1.000000"}]`)
+and `GET /api/div/{SYMBOL}.{EXCHANGE}?from&to` (`[{"date", "value", "unadjustedValue",
+"currency", "declarationDate", ...}]`); `actions_in_plan=False` answers those two with 403. Bars come
 oldest first (`date` as YYYY-MM-DD, `adjusted_close`); errors are 401 `Unauthenticated`,
 402 (daily limit), 404 `Ticker Not Found.`, 429 (rate limit).
 """
@@ -56,8 +59,15 @@ class EodhdStub(StubServer):
         api_key: str = "test-key",
         exchanges: Sequence[Mapping[str, Any]] = DEFAULT_EXCHANGES,
         symbols: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        splits: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        dividends: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        actions_in_plan: bool = True,
     ) -> None:
         super().__init__()
+        #: `SYMBOL.CODE` -> rows in EODHD's shape (oldest first)
+        self.splits = {k.upper(): [dict(r) for r in v] for k, v in (splits or {}).items()}
+        self.dividends = {k.upper(): [dict(r) for r in v] for k, v in (dividends or {}).items()}
+        self.actions_in_plan = actions_in_plan
         self.api_key = api_key
         self.exchanges = [dict(e) for e in exchanges]
         self._bars: dict[str, list[dict[str, Any]]] = {}
@@ -104,17 +114,24 @@ class EodhdStub(StubServer):
         found = re.fullmatch(r"/api/exchange-symbol-list/([A-Za-z0-9]+)/?", path)
         if found:
             return Response(200, self.symbols.get(found.group(1).upper(), []))
-        found = re.fullmatch(r"/api/eod/([^/]+)/?", path)
+        found = re.fullmatch(r"/api/(eod|splits|div)/([^/]+)/?", path)
         if not found:
             return self.error_response("404", 404, "Not found")
-        code = found.group(1).upper()
-        if code not in self._bars:
-            return self.error_response("404", 404)
+        endpoint, code = found.group(1), found.group(2).upper()
         try:
             lo = parse_date(request.params["from"]) if request.params.get("from") else dt.date.min
             hi = parse_date(request.params["to"]) if request.params.get("to") else dt.date.max
         except ValueError:
             return Response(422, {"errors": {"from": ["The from must be a date."]}})
+        if endpoint != "eod":
+            if not self.actions_in_plan:
+                return Response(403, {"message": "Forbidden. Please upgrade your plan."})
+            rows_of = self.splits if endpoint == "splits" else self.dividends
+            return Response(
+                200, [r for r in rows_of.get(code, []) if lo <= parse_date(r["date"]) <= hi]
+            )
+        if code not in self._bars:
+            return self.error_response("404", 404)
         rows = [
             {k: v for k, v in b.items() if not k.startswith("_")}
             for b in self._bars[code]

@@ -8,6 +8,10 @@ Served under both `/v2` and `/v1` (`base_url` is the v2 root, `v1_url` the v1 ro
   (the exchange-scoped EoD the old system used: `data` is the exchange with an `eod` list)
 - `GET /tickers?exchange=MIC` (v1 shape, `symbol`) and `GET /v2/tickerslist?exchange=MIC`
   (v2 shape, `ticker`)
+- `GET /splits?symbols&date_from&date_to` (`{date, split_factor, symbol}`) and
+  `GET /dividends?symbols&date_from&date_to` (`{date, dividend, symbol}`), newest first;
+  `actions_in_plan=False` answers them with `function_access_restricted` (403), as a plan
+  without them does
 
 Every call needs `access_key`; lists page with `limit` (≤ 1000, default 100) and `offset`,
 EoD rows come newest first like the real API. Errors use the documented body
@@ -98,9 +102,16 @@ class MarketstackStub(StubServer):
         api_key: str = "test-key",
         exchanges: Sequence[Mapping[str, Any]] = DEFAULT_EXCHANGES,
         tickers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        splits: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        dividends: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        actions_in_plan: bool = True,
     ) -> None:
         super().__init__()
         self.api_key = api_key
+        #: symbol -> [{"date": "YYYY-MM-DD", "split_factor": 2.0}], and dividends likewise
+        self.splits = {k: [dict(r) for r in v] for k, v in (splits or {}).items()}
+        self.dividends = {k: [dict(r) for r in v] for k, v in (dividends or {}).items()}
+        self.actions_in_plan = actions_in_plan
         self.exchanges = {e["mic"]: dict(e) for e in exchanges}
         self._bars: dict[str, list[dict[str, Any]]] = {}
         self._queries: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -247,11 +258,42 @@ class MarketstackStub(StubServer):
                 return self._eod(request, symbols_required=False, mic=mic)
             case ["exchanges", mic, "eod", day]:
                 return self._eod(request, symbols_required=False, mic=mic, day=day)
+            case ["splits"] | ["dividends"]:
+                return self._actions(
+                    request, self.splits if parts == ["splits"] else self.dividends
+                )
             case ["tickers"] | ["tickerslist"]:
                 if parts == ["tickerslist"] and v1:
                     return self._error("invalid_api_function", "This API function does not exist.")
                 return self._tickers(request, v2_list=parts == ["tickerslist"], v1=v1)
         return self._error("invalid_api_function", "This API function does not exist.")
+
+    def _actions(
+        self, request: RecordedRequest, by_symbol: Mapping[str, Sequence[Mapping[str, Any]]]
+    ) -> Response:
+        if not self.actions_in_plan:
+            return self._error(
+                "function_access_restricted",
+                "The current subscription plan does not support this API endpoint.",
+            )
+        symbols = [s for s in request.params.get("symbols", "").split(",") if s]
+        if not symbols:
+            return self._error("validation_error", "You did not specify any symbols.")
+        if len(symbols) > 100:
+            return self._error("validation_error", "You can request at most 100 symbols.")
+        try:
+            lo = parse_date(request.params.get("date_from") or "0001-01-01")
+            hi = parse_date(request.params.get("date_to") or "9999-12-31")
+        except ValueError:
+            return self._error("validation_error", "Dates must be formatted as YYYY-MM-DD.")
+        rows = [
+            {**r, "symbol": s}
+            for s in symbols
+            for r in by_symbol.get(s, [])
+            if lo <= parse_date(r["date"]) <= hi
+        ]
+        rows.sort(key=lambda r: (r["date"], r["symbol"]), reverse=True)
+        return self._paged(rows, request)
 
     def _paged(self, items: Sequence[Any], request: RecordedRequest) -> Response:
         chunk, pagination = page(items, request.params)
