@@ -18,7 +18,7 @@ from loaders._controller import (
     retry_jobs,
     send_job,
 )
-from loaders._load import LoadResult, load_file
+from loaders._load import LoadResult, load_actions_file, load_file
 from loaders._messages import MESSAGE_VERSION, JobMessage
 from loaders._preflight import (
     check_controller_ready,
@@ -82,6 +82,7 @@ __all__ = [
     "get_provider",
     "is_session",
     "latest_closed_session",
+    "load_actions_file",
     "load_file",
     "max_symbols_per_job",
     "open_poison_queue",

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 import catalog
 from loaders._controller import MAX_BATCH, EnqueuedJob, batches, enqueue_job
+from loaders._messages import JobKind
 from loaders._queue import Queue
 from loaders.providers._base import max_symbols_per_job
 from stockdata.errors import InvalidInputError
@@ -48,10 +49,12 @@ def plan_backfill(
     *,
     batch_size: int = MAX_BATCH,
     limit: int = MAX_BATCH,
+    by_year: bool = True,
 ) -> list[tuple[list[str], dt.date, dt.date]]:
     """Jobs as (tickers, from, to), batch-major so concurrent workers hit different years.
 
-    `limit` is the largest batch allowed (the provider's `max_symbols_per_job`)."""
+    `limit` is the largest batch allowed (the provider's `max_symbols_per_job`); without
+    `by_year` each batch is one job over the whole range (actions are few per ticker)."""
     if not tickers:
         raise InvalidInputError(
             "no tickers to backfill: pass --tickers or an exchange with tickers"
@@ -59,7 +62,7 @@ def plan_backfill(
     return [
         (batch, lo, hi)
         for batch in batches(tickers, batch_size, limit=limit)
-        for lo, hi in year_ranges(date_from, date_to)
+        for lo, hi in (year_ranges(date_from, date_to) if by_year else [(date_from, date_to)])
     ]
 
 
@@ -73,11 +76,13 @@ def enqueue_backfill(
     date_to: dt.date,
     tickers: Sequence[str] | None = None,
     batch_size: int | None = None,
+    kind: JobKind = "backfill",
 ) -> list[EnqueuedJob]:
     """Enqueue a backfill of `tickers` (default: the exchange's active tickers).
 
     `batch_size` (symbols per job) defaults to the provider's `max_symbols_per_job` and may
-    not exceed it."""
+    not exceed it. `kind="actions"` backfills corporate actions alone, one job per batch
+    over the whole range (`stockdata ingest actions`)."""
     size = check_batch_size(provider, batch_size)
     exchange_mic = exchange_mic.upper()
     with catalog.session_scope(engine) as session:
@@ -91,7 +96,7 @@ def enqueue_backfill(
         enqueue_job(
             engine,
             queue,
-            kind="backfill",
+            kind=kind,
             provider=provider,
             exchange_mic=exchange_mic,
             date_from=lo,
@@ -99,5 +104,7 @@ def enqueue_backfill(
             tickers=batch,
             exchange=name,
         )
-        for batch, lo, hi in plan_backfill(tickers, date_from, date_to, batch_size=size, limit=size)
+        for batch, lo, hi in plan_backfill(
+            tickers, date_from, date_to, batch_size=size, limit=size, by_year=kind != "actions"
+        )
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from loaders._messages import JobMessage
 from loaders._queue import open_queue
 from loaders._queue_settings import QueueSettings
 from loaders._worker import JobResult, Worker
-from stockdata.errors import PermanentError
+from stockdata.errors import InvalidInputError, PermanentError
 from stockdata.symbols import check_symbol
 
 
@@ -94,4 +95,76 @@ def load_file(
     with catalog.session_scope(engine) as session:
         catalog.upsert_tickers(session, [{"exchange_mic": mic, "symbol": ticker}])
         catalog.record_ingested_ranges(session, mic, result.ticker_ranges)
+    return LoadResult(job_id=job_id, result=result)
+
+
+def load_actions_file(
+    path: Path,
+    *,
+    exchange_mic: str | None,
+    engine: Engine,
+    lake_settings: lake.LakeSettings,
+    queue_settings: QueueSettings,
+) -> LoadResult:
+    """Load a CSV or Parquet file of corporate actions (docs/providers.md) as an `actions` job.
+
+    The job's identity includes the file's content digest: loading the same file again is
+    the same job and writes nothing; a corrected file is new work, and only the rows that
+    changed are written (the lake skips actions equal to the stored ones)."""
+    mic = exchange_mic.upper() if exchange_mic else None
+    options: dict[str, str] = {"path": str(path.resolve())}
+    if mic:
+        options["exchange_mic"] = mic
+    worker = Worker(
+        engine=engine,
+        queue=open_queue(queue_settings, engine=engine),
+        lake_settings=lake_settings,
+        stop=threading.Event(),
+    )
+    provider = worker.provider("file", options)
+    actions = provider.read_actions()  # type: ignore[attr-defined]
+    days = [d for d in actions.column("ex_date").to_pylist() if d is not None]
+    tickers = sorted({t for t in actions.column("ticker").to_pylist() if t})
+    mics = sorted({m for m in actions.column("exchange_mic").to_pylist() if m})
+    if not days or not tickers:
+        raise InvalidInputError(f"{path.name} has no actions", code="empty-file")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with catalog.session_scope(engine) as session:
+        for m in mics:
+            catalog.get_exchange(session, m)  # an unknown exchange is refused before writing
+        job, _created = catalog.create_job(
+            session,
+            kind="actions",
+            provider="file",
+            exchange_mic=mics[0] if len(mics) == 1 else None,
+            date_from=min(days),
+            date_to=max(days),
+            tickers=tickers,
+            content=digest,
+        )
+        job_id = job.id
+        if job.status != catalog.JobStatus.SUCCEEDED:
+            catalog.mark_job_running(session, job_id)
+    message = JobMessage(
+        job_id=str(job_id),
+        kind="actions",
+        provider="file",
+        exchange_mic=mics[0],
+        date_from=min(days),
+        date_to=max(days),
+        tickers=(),
+        provider_options=options,
+    )
+    try:
+        result = worker.run_job(message)
+    except PermanentError as exc:
+        with catalog.session_scope(engine) as session:
+            catalog.mark_job_finished_with_error(
+                session,
+                job_id,
+                status=catalog.JobStatus.FAILED,
+                error_code=exc.code,
+                error=exc.message,
+            )
+        raise
     return LoadResult(job_id=job_id, result=result)

@@ -12,8 +12,9 @@ from stockdata.errors import InvalidInputError
 
 #: The payload version this code writes; readers accept every version they know.
 MESSAGE_VERSION = 1
-JobKind = Literal["daily", "backfill", "load"]
-JOB_KINDS: tuple[JobKind, ...] = ("daily", "backfill", "load")
+JobKind = Literal["daily", "backfill", "load", "actions"]
+#: `actions` jobs fetch corporate actions only (`stockdata ingest actions`).
+JOB_KINDS: tuple[JobKind, ...] = ("daily", "backfill", "load", "actions")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import lake
 from loaders._calendar import session_checks
 from loaders._messages import JobMessage
 from loaders._queue import Message, Queue, StaleMessageError
+from loaders.providers._actions import ActionSource
 from loaders.providers._base import Provider, get_provider
 from stockdata.errors import ConfigurationError, PermanentError, StockDataError, TransientError
 from stockdata.logs import get_logger, scrub_text
@@ -347,20 +348,29 @@ class Worker:
 
         The job id is the Delta application id (with the job's lake generation once a
         restore removed its rows), so a replay after a crash writes nothing new; the catalog
-        update after it is idempotent too."""
+        update after it is idempotent too. A bar job of a provider whose bars carry no
+        actions also fetches the range's actions and writes them after the bars."""
+        if job.kind == "actions":
+            return self._run_actions_job(job, stop=stop)
         calendar_code, timezone = self._exchange(job.exchange_mic)
-        bars = self.provider(job.provider, job.provider_options).fetch_bars(
+        provider = self.provider(job.provider, job.provider_options)
+        bars = provider.fetch_bars(
             list(job.tickers),
             exchange_mic=job.exchange_mic,
             date_from=job.date_from,
             date_to=job.date_to,
         )
+        actions = self._actions_with_bars(provider, job)
         if stop is not None and stop.is_set():
             raise _ReleasedError
         checks = session_checks(calendar_code, timezone=timezone)
         with catalog.session_scope(self.engine) as session:
             app_id = catalog.job_app_id(session, uuid.UUID(job.job_id))
         metrics = lake.write_bars(self.lake_settings, bars, job_id=app_id, extra_checks=checks)
+        if actions is not None:
+            # its own application id: write_bars already used `<job>:actions` for the
+            # actions its bars carried
+            lake.write_actions(self.lake_settings, actions, job_id=f"{app_id}:fetched")
         if self.options.crash_after_commit:
             log.warning("crash_after_commit", job_id=job.job_id)
             os._exit(CRASH_EXIT_CODE)
@@ -391,6 +401,63 @@ class Worker:
             metrics.committed,
             dict(metrics.ticker_ranges),
         )
+
+    def _actions_with_bars(self, provider: Provider, job: JobMessage) -> Any:
+        """The actions a bar job fetches beside its bars: None when the bars carry them, or
+        when the key's plan has no actions endpoint (logged; the bars still load)."""
+        if getattr(provider, "actions_on_bars", True) or not isinstance(provider, ActionSource):
+            return None
+        try:
+            return provider.fetch_actions(
+                list(job.tickers),
+                exchange_mic=job.exchange_mic,
+                date_from=job.date_from,
+                date_to=job.date_to,
+            )
+        except PermanentError as exc:
+            if exc.code != "actions-not-in-plan":
+                raise
+            log.warning("actions_unavailable", job_id=job.job_id, error=exc.message)
+            return None
+
+    def _run_actions_job(self, job: JobMessage, *, stop: threading.Event | None) -> JobResult:
+        """An `actions` job: the corporate actions of its tickers and range, nothing else."""
+        provider = self.provider(job.provider, job.provider_options)
+        if not isinstance(provider, ActionSource):
+            raise PermanentError(
+                f"provider {job.provider!r} cannot list corporate actions", code="not-supported"
+            )
+        actions = provider.fetch_actions(
+            list(job.tickers),
+            exchange_mic=job.exchange_mic,
+            date_from=job.date_from,
+            date_to=job.date_to,
+        )
+        if stop is not None and stop.is_set():
+            raise _ReleasedError
+        with catalog.session_scope(self.engine) as session:
+            app_id = catalog.job_app_id(session, uuid.UUID(job.job_id))
+        written, rejected = lake.write_actions(self.lake_settings, actions, job_id=app_id)
+        version = lake.actions_version(self.lake_settings)
+        with catalog.session_scope(self.engine) as session:
+            catalog.mark_job_succeeded(
+                session,
+                uuid.UUID(job.job_id),
+                rows_written=written,
+                rows_rejected=rejected,
+                lake_version=version,
+                outputs=[
+                    {
+                        "data_store_id": self._data_store(session),
+                        "table_uri": self.lake_settings.table_uri(lake.ACTIONS_TABLE),
+                        "table_name": lake.ACTIONS_TABLE,
+                        "version": version,
+                        "rows": written,
+                        "partitions": [],
+                    }
+                ],
+            )
+        return JobResult(job.job_id, written, rejected, version, written > 0)
 
 
 def run_workers(

@@ -387,6 +387,96 @@ def load(file: Path, ticker: str, mic: str) -> None:
         )
 
 
+@ingest.command("actions")
+@click.option("--provider", help="Provider name (marketstack, eodhd, tiingo, synthetic).")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A CSV or Parquet file of actions to load instead (docs/providers.md).",
+)
+@click.option("--tickers", callback=_symbols, help="Comma-separated symbols.")
+@click.option("--exchange", "mic", help="Exchange MIC (all its active tickers without --tickers).")
+@click.option("--from", "date_from", callback=_date, help="First ex-date (with --provider).")
+@click.option("--to", "date_to", callback=_date, help="Last ex-date (default: today).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Symbols per job (default and maximum: the provider's max_symbols_per_job).",
+)
+@click.option("--inline", is_flag=True, help="Also run workers in this process until done.")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64))
+def actions(
+    provider: str | None,
+    file: Path | None,
+    tickers: list[str] | None,
+    mic: str | None,
+    date_from: dt.date | None,
+    date_to: dt.date | None,
+    batch_size: int | None,
+    inline: bool,
+    concurrency: int,
+) -> None:
+    """Backfill splits and dividends alone (`actions` jobs), or load a file of them.
+
+    Bars are not fetched; prices adjust from the new actions at once."""
+    if (provider is None) == (file is None):
+        raise click.UsageError("pass --provider NAME (with --from) or --file FILE")
+    if file is not None:
+        _load_actions(file, mic)
+        return
+    assert provider is not None
+    if date_from is None:
+        raise click.UsageError("--from is required with --provider")
+    if not tickers and not mic:
+        raise click.UsageError("pass --tickers A,B or --exchange MIC")
+    batch_size = loaders.check_batch_size(provider, batch_size)
+    engine = _context.engine()
+    _controller_ready(provider)
+    make = _worker_factory(providers=[provider]) if inline else None
+    if mic is None:
+        assert tickers
+        with catalog.session_scope(engine) as session:
+            mic = catalog.get_ticker(session, tickers[0]).exchange.mic
+    jobs = loaders.enqueue_backfill(
+        engine,
+        _queue(),
+        provider=provider,
+        exchange_mic=mic,
+        date_from=date_from,
+        date_to=date_to or dt.date.today(),
+        tickers=tickers or None,
+        batch_size=batch_size,
+        kind="actions",
+    )
+    click.echo(_enqueued(jobs, "in the actions backfill"))
+    if make is None:
+        return
+    with _stop_on_sigterm() as stop:
+        stats = loaders.run_workers(make, concurrency=concurrency, until_empty=True, stop=stop)
+    _finish(stats)
+
+
+def _load_actions(file: Path, mic: str | None) -> None:
+    try:
+        loaded = loaders.load_actions_file(
+            file,
+            exchange_mic=mic,
+            engine=_context.engine(),
+            lake_settings=lake.LakeSettings(),
+            queue_settings=_queue_settings(),
+        )
+    except InvalidInputError as exc:
+        if exc.code not in ("unreadable-file", "schema", "empty-file"):
+            raise
+        raise click.BadParameter(exc.message, param_hint="'--file'") from None
+    result = loaded.result
+    click.echo(
+        f"job {loaded.job_id}: {result.rows_written} action(s) written, "
+        f"{result.rows_rejected} rejected, actions version {result.lake_version}"
+    )
+
+
 @ingest.command()
 @click.option(
     "--limit", default=20, show_default=True, type=click.IntRange(0), help="Failed jobs listed."

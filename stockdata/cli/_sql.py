@@ -54,7 +54,10 @@ def _table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
     help="Query eod as of a table version or an ISO timestamp (time travel).",
 )
 def sql(query: str, fmt: str, as_of: str | None) -> None:
-    """Run QUERY on the views eod, eod_deltas and eod_rejects and print the result."""
+    """Run QUERY on the lake's views and print the result.
+
+    Views: eod (as traded), eod_deltas, eod_rejects, corporate_actions, action_factors,
+    eod_split_adjusted and eod_adjusted (docs/lake.md)."""
     settings = lake.LakeSettings()
     version = lake.version_as_of(settings, as_of) if as_of is not None else None
     con = lake.connect(settings, version=version)
