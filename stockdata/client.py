@@ -13,7 +13,7 @@ import email.utils
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 from urllib.parse import urljoin
 
@@ -216,8 +216,26 @@ class Client(Generic[F]):
         )
         return self._frame_of(self._table("v1/movers", params, paged=False))
 
+    def actions(
+        self,
+        symbol: str,
+        start: DateLike | None = None,
+        end: DateLike | None = None,
+        *,
+        kind: ActionKind | Sequence[ActionKind] | None = None,
+        exchange: str | None = None,
+    ) -> F:
+        """The corporate actions of `symbol` (or those with an ex-date in `start`..`end`),
+        oldest first, each with the factor it puts on earlier prices (`price_factor`,
+        `volume_factor`); `kind` keeps only those kinds."""
+        params = _params({"from": start, "to": end, "exchange": exchange}, adjusted=False)
+        kinds = [kind] if isinstance(kind, str) else list(kind or ())
+        query = [*params.items(), *(("kind", k) for k in kinds)]
+        return self._frame_of(self._table(f"v1/actions/{symbol}", query, paged=False))
+
     def sql(self, query: str, *, limit: int | None = None) -> F:
-        """One read-only SELECT over the views `eod`, `eod_deltas`, `eod_rejects`."""
+        """One read-only SELECT over the lake's views: `eod`, `eod_deltas`, `eod_rejects`,
+        `corporate_actions`, `action_factors`, `eod_split_adjusted`, `eod_adjusted`."""
         body: dict[str, Any] = {"sql": query}
         if limit is not None:
             body["limit"] = limit
@@ -235,11 +253,18 @@ class Client(Generic[F]):
 
     # -- transport ---------------------------------------------------------------------------
 
-    def _table(self, path: str, params: dict[str, str], *, paged: bool) -> pa.Table:
-        params = {**params, "format": "arrow"}
+    def _table(
+        self,
+        path: str,
+        params: Mapping[str, str] | Sequence[tuple[str, str]],
+        *,
+        paged: bool,
+    ) -> pa.Table:
+        query = list(params.items()) if isinstance(params, Mapping) else list(params)
+        query.append(("format", "arrow"))
         if paged and self._page_size is not None:
-            params["limit"] = str(self._page_size)
-        url: str | None = str(httpx.URL(urljoin(self._base, path), params=params))
+            query.append(("limit", str(self._page_size)))
+        url: str | None = str(httpx.URL(urljoin(self._base, path), params=query))
         tables = []
         while url is not None:
             table, link = self._get(url)
@@ -301,6 +326,7 @@ class Client(Generic[F]):
 
 
 Basis = Literal["none", "splits", "all"]
+ActionKind = Literal["split", "stock_dividend", "dividend", "symbol_change"]
 
 
 def _params(values: Mapping[str, object], *, adjusted: bool) -> dict[str, str]:

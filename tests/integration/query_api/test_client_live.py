@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 import pytest
 import uvicorn
 from litestar import Litestar
@@ -23,7 +25,7 @@ from query_api._auth import AuthSettings
 from query_api._hardening import SecuritySettings
 from stockdata.client import ApiError, Client
 from tests import _services
-from tests.integration.query_api.conftest import api_settings, make_app
+from tests.integration.query_api.conftest import api_settings, bars_table, make_app
 
 MSFT_ROWS = 7_983
 
@@ -97,6 +99,56 @@ def test_polars_frames_for_every_kind_of_read(base_url: str) -> None:
         assert movers["ticker"].to_list() == ["MSFT", "GOOG"]
         counted = api.sql("SELECT count(*) AS n FROM eod WHERE ticker = 'MSFT'")
         assert counted["n"].to_list() == [MSFT_ROWS]
+
+
+@pytest.fixture(scope="module")
+def actions_url(
+    tmp_path_factory: pytest.TempPathFactory, msft_rows: list[dict[str, Any]]
+) -> Iterator[str]:
+    """MSFT with its 2003 split and a dividend on 2017-11-09 (the day after a close of 84.56)."""
+    settings = lake.LakeSettings(lake_uri=str(tmp_path_factory.mktemp("client-actions")))
+    lake.write_bars(settings, bars_table("MSFT", msft_rows), job_id="client-msft")
+    actions = pa.table(
+        {
+            "ticker": ["MSFT", "MSFT"],
+            "exchange_mic": ["XNAS", "XNAS"],
+            "ex_date": [dt.date(2003, 2, 18), dt.date(2017, 11, 9)],
+            "kind": ["split", "dividend"],
+            "ratio": [2.0, None],
+            "amount": [None, 0.42],
+            "currency": [None, "USD"],
+        }
+    )
+    assert lake.write_actions(settings, actions, job_id="client-actions") == (2, 0)
+    with _serve(make_app(settings)) as url:
+        yield url
+
+
+def test_actions_and_every_basis(actions_url: str) -> None:
+    dividend = 1 - 0.42 / 84.56
+    with Client(actions_url, frame="polars") as api:
+        acts = api.actions("MSFT")
+        assert acts.select("ex_date", "kind", "ratio", "amount", "prev_close").rows() == [
+            (dt.date(2003, 2, 18), "split", 2.0, None, 18.172),
+            (dt.date(2017, 11, 9), "dividend", None, 0.42, 84.56),
+        ]
+        assert acts["price_factor"].to_list() == [0.5, pytest.approx(dividend, abs=1e-15)]
+        only = api.actions("MSFT", kind="dividend")
+        assert only["kind"].to_list() == ["dividend"]
+        both = api.actions("msft", "2003-01-01", "2017-12-31", kind=["split", "dividend"])
+        assert both.height == 2
+        assert api.actions("MSFT", end="2003-02-17").is_empty()
+
+        day = {"start": "2003-02-14", "end": "2003-02-14"}
+        assert api.eod("MSFT", **day)["close"].to_list() == [18.172]
+        assert api.eod("MSFT", **day, adjust="splits")["close"].to_list() == [9.086]
+        assert api.eod("MSFT", **day, adjust="all")["close"].to_list() == [
+            round(18.172 * 0.5 * dividend, 10)
+        ]
+        # as of the day before the split's ex-date, nothing was known yet
+        assert api.eod("MSFT", **day, adjust="all", adjust_as_of="2003-02-17")[
+            "close"
+        ].to_list() == [18.172]
 
 
 def test_errors_are_raised_with_the_problem_type(base_url: str) -> None:
