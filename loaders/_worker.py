@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import random
 import threading
 import uuid
@@ -30,13 +29,11 @@ log = get_logger(__name__)
 Outcome = Literal["succeeded", "failed", "retried", "poisoned", "skipped", "released"]
 ProviderFactory = Callable[[str, dict[str, Any]], Provider]
 _FINISHED = {catalog.JobStatus.SUCCEEDED, catalog.JobStatus.FAILED, catalog.JobStatus.POISONED}
-#: Exit status of a worker stopped on purpose right after the lake commit (crash tests only).
-CRASH_EXIT_CODE = 86
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
-    """How a worker treats its queue. `crash_after_commit` exists for the crash-safety tests."""
+    """How a worker treats its queue."""
 
     visibility_timeout: float = 300
     renew_every: float = 60
@@ -44,7 +41,6 @@ class WorkerOptions:
     backoff_base: float = 5.0
     backoff_max: float = 600.0
     poll_interval: float = 1.0
-    crash_after_commit: bool = False
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> WorkerOptions:
@@ -56,7 +52,6 @@ class WorkerOptions:
             "backoff_base": settings.queue_backoff_base_seconds,
             "backoff_max": settings.queue_backoff_max_seconds,
             "poll_interval": settings.queue_poll_seconds,
-            "crash_after_commit": os.environ.get("STOCKDATA_TEST_CRASH_AFTER_COMMIT") == "1",
         }
         return cls(**(values | overrides))
 
@@ -371,9 +366,6 @@ class Worker:
             # its own application id: write_bars already used `<job>:actions` for the
             # actions its bars carried
             lake.write_actions(self.lake_settings, actions, job_id=f"{app_id}:fetched")
-        if self.options.crash_after_commit:
-            log.warning("crash_after_commit", job_id=job.job_id)
-            os._exit(CRASH_EXIT_CODE)
         with catalog.session_scope(self.engine) as session:
             catalog.mark_job_succeeded(
                 session,

@@ -77,15 +77,12 @@ def _queue(name: str | None = None) -> loaders.Queue:
 def _worker_factory(
     *,
     providers: Sequence[str] = (),
-    crash_after_commit: bool = False,
     on_job: Callable[[Any, int], None] | None = None,
 ) -> Callable[[threading.Event], loaders.Worker]:
     """Workers sharing one set of settings, after checking this process can run jobs of
     `providers` (default: those of the queued jobs); refuses with a one-line reason."""
     settings = _queue_settings()
     options = loaders.WorkerOptions.from_settings(settings)
-    if crash_after_commit:
-        options = loaders.WorkerOptions.from_settings(settings, crash_after_commit=True)
     lake_settings = lake.LakeSettings()
     provider_settings = loaders.ProviderSettings()
     engine = _context.engine()
@@ -204,19 +201,17 @@ def enqueue(date: dt.date | None, mic: str | None, provider: str, now: dt.dateti
     help="Provider this worker serves, checked before start (repeatable; default: those of "
     "the queued jobs).",
 )
-@click.option("--crash-after-commit", is_flag=True, hidden=True, help="Exit after a lake commit.")
 def work(
     until_empty: bool,
     max_jobs: int | None,
     concurrency: int,
     providers: tuple[str, ...],
-    crash_after_commit: bool,
 ) -> None:
     """Run jobs from the queue (SIGTERM finishes or releases the job in hand).
 
     Refuses to start without catalog, lake or provider access; a key refused mid-run
     releases the job and stops. Exits 1 if a job failed."""
-    make = _worker_factory(providers=providers, crash_after_commit=crash_after_commit)
+    make = _worker_factory(providers=providers)
     with _stop_on_sigterm() as stop:
         stats = loaders.run_workers(
             make, concurrency=concurrency, until_empty=until_empty, max_jobs=max_jobs, stop=stop

@@ -364,6 +364,33 @@ def _cli_env(
     return env
 
 
+def _kill_between_commit_and_catalog(engine: Engine, worker: subprocess.Popen[str]) -> int:
+    """SIGKILL `worker` after its lake commit and before its catalog update: once the job is
+    running, hold its catalog row locked (the success update waits on it), wait for the
+    worker's `bars_written` event, kill it, then let the row go. Returns the exit status."""
+    deadline = time.monotonic() + 60
+    with engine.connect() as conn:
+        while True:
+            status = conn.execute(sa.text("SELECT status FROM ingestion_jobs")).scalar()
+            conn.rollback()
+            if status == catalog.JobStatus.RUNNING.value:
+                break
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.02)
+        conn.execute(sa.text("SELECT id FROM ingestion_jobs FOR UPDATE"))
+        assert worker.stderr is not None
+        for line in worker.stderr:
+            if '"event":"bars_written"' in line.replace(" ", ""):
+                break
+        else:
+            raise AssertionError("the worker exited before its lake commit")
+        worker.kill()
+        code = worker.wait(timeout=30)
+        conn.rollback()
+    worker.stderr.close()
+    return code
+
+
 def test_a_worker_killed_after_the_commit_loses_and_duplicates_nothing(
     seeded: Engine, pg_url: str, samples: Path, lake_settings: lake.LakeSettings, tmp_path: Path
 ) -> None:
@@ -387,23 +414,16 @@ def test_a_worker_killed_after_the_commit_loses_and_duplicates_nothing(
             STOCKDATA_QUEUE_NAME=name,
             STOCKDATA_QUEUE_VISIBILITY_TIMEOUT_SECONDS="1",
         )
-        crashed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "stockdata",
-                "ingest",
-                "work",
-                "--max-jobs",
-                "1",
-                "--crash-after-commit",
-            ],
+        server.inject(Fault.delay(1.0))  # time to take the row lock before the commit
+        crashed = subprocess.Popen(
+            [sys.executable, "-m", "stockdata", "ingest", "work", "--max-jobs", "1"],
             env=env,
-            capture_output=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=120,
         )
-        assert crashed.returncode == 86, crashed.stderr
+        killed = _kill_between_commit_and_catalog(seeded, crashed)
+        assert killed == -signal.SIGKILL
         expected = _csv_rows(samples, dt.date(2016, 1, 1), dt.date(2016, 12, 31))
         assert lake_count(lake_settings) == (expected, expected)
         [job] = _jobs(seeded)
