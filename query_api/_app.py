@@ -42,10 +42,10 @@ from query_api._openapi import finish_openapi
 from query_api._ops import RequestContextMiddleware, live, metrics, ready
 from query_api._problems import handle_exception
 from query_api._respond import HeadMiddleware, Responder, ResponseCache, allow_head
-from query_api._routes import build_routes
 from query_api._sandbox import SqlSandbox, SqlSettings
 from query_api._settings import ApiSettings
 from query_api._state import CatalogAccess, Services
+from query_api.routes import build_routes
 from stockdata import __version__
 from stockdata.logs import get_logger
 
