@@ -28,9 +28,10 @@ def handlers() -> list[HTTPRouteHandler]:
         ),
         summary="Run one read-only SQL query",
         description="One SELECT or WITH statement over the views `eod`, `eod_deltas`, "
-        "`eod_rejects`, in a sandboxed worker with time, row and byte limits. Needs the analyst "
-        "role. JSON by default; CSV or Arrow IPC stream by `Accept` or `format`. When every "
-        "worker is busy and the queue is full: 503 `sql-busy` with `Retry-After`.",
+        "`eod_rejects`, `corporate_actions`, `action_factors`, `eod_split_adjusted` and "
+        "`eod_adjusted`, in a sandboxed worker with time, row and byte limits. Needs the "
+        "analyst role. JSON by default; CSV or Arrow IPC stream by `Accept` or `format`. When "
+        "every worker is busy and the queue is full: 503 `sql-busy` with `Retry-After`.",
         tags=["sql"],
         opt={"flag": SQL_FLAG, "role": "analyst"},
         status_code=200,
