@@ -22,9 +22,13 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
     principal = state.get("principal")
     if principal is None:
         error = state.get("auth_error")
-        if error is not None:  # AuthMiddleware already tried the credential
+        if error is not None:  # AuthMiddleware (or the point lane's guard) already tried
             raise error
-        principal = await services.authenticator.authenticate(_headers(connection.scope))
+        try:
+            principal = await services.authenticator.authenticate(_headers(connection.scope))
+        except Exception as exc:  # kept: the lane steps aside and the router guards again
+            state["auth_error"] = exc
+            raise
         state["principal"] = principal
     flag = handler.opt.get("flag")
     if flag and not services.flags.is_enabled(flag):
