@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -340,6 +340,8 @@ class EodStore:
         self._adjustment: tuple[tuple[int | None, int | None], Adjustment] | None = None
         self._adjustment_lock = threading.Lock()
         self._form_ids_cache: tuple[ServingForm, Adjustment, npt.NDArray[np.int64]] | None = None
+        #: id(series list) -> (the list, exchange code per series, MICs): see _exchange_codes
+        self._codes_of: dict[int, tuple[Any, npt.NDArray[np.int64], list[str]]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -1114,6 +1116,22 @@ class EodStore:
             "duckdb",
         )
 
+    def _exchange_codes(
+        self, series: Sequence[tuple[str, str]]
+    ) -> tuple[npt.NDArray[np.int64], list[str]]:
+        """Each series' exchange as a code into the returned MIC list; kept for the last few
+        series lists (a serving form's is one object for its life)."""
+        cached = self._codes_of.get(id(series))
+        if cached is not None and cached[0] is series:
+            return cached[1], cached[2]
+        names = sorted({mic for _, mic in series})
+        index = {m: i for i, m in enumerate(names)}
+        codes = np.fromiter((index[mic] for _, mic in series), np.int64, len(series))
+        if len(self._codes_of) >= 4:
+            self._codes_of.clear()
+        self._codes_of[id(series)] = (series, codes, names)
+        return codes, names
+
     def movers(
         self,
         day: dt.date,
@@ -1147,8 +1165,11 @@ class EodStore:
             return []
         got, engine = self._closes_on(sorted({day, *starts.values()}), exchange, version, adjust)
         # the start session of each series (its exchange's), -1 if none
-        start_of_mic = {mic: day_number(s) for mic, s in starts.items()}
-        start_day = np.asarray([start_of_mic.get(mic, -1) for _, mic in got.series], np.int64)
+        codes, mic_names = self._exchange_codes(got.series)
+        start_of_code = np.asarray(
+            [day_number(starts[m]) if m in starts else -1 for m in mic_names], np.int64
+        )
+        start_day = start_of_code[codes]
         at_end = got.days == day_number(day)
         at_start = got.days == start_day[got.ids]
         end_ids, start_ids = got.ids[at_end], got.ids[at_start]
