@@ -18,6 +18,7 @@ from loaders._controller import (
     retry_jobs,
     send_job,
 )
+from loaders._jobs import JobResult, JobRunner
 from loaders._load import LoadResult, load_actions_file, load_file
 from loaders._messages import MESSAGE_VERSION, JobMessage
 from loaders._preflight import (
@@ -36,7 +37,6 @@ from loaders._queue import (
 )
 from loaders._queue_settings import QueueSettings
 from loaders._worker import (
-    JobResult,
     Worker,
     WorkerOptions,
     WorkerStats,
@@ -59,6 +59,7 @@ __all__ = [
     "EnqueuedJob",
     "JobMessage",
     "JobResult",
+    "JobRunner",
     "LoadResult",
     "Message",
     "Provider",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +11,8 @@ from sqlalchemy.engine import Engine
 
 import catalog
 import lake
+from loaders._jobs import JobResult, JobRunner
 from loaders._messages import JobMessage
-from loaders._queue import open_queue
-from loaders._queue_settings import QueueSettings
-from loaders._worker import JobResult, Worker
 from stockdata.errors import InvalidInputError, PermanentError
 from stockdata.symbols import check_symbol
 
@@ -35,9 +32,9 @@ def load_file(
     exchange_mic: str,
     engine: Engine,
     lake_settings: lake.LakeSettings,
-    queue_settings: QueueSettings,
 ) -> LoadResult:
-    """Load a CSV or Parquet file of one ticker's bars, as a `load` job run in this process.
+    """Load a CSV or Parquet file of one ticker's bars, as a `load` job run in this process
+    (no queue: the job runner alone).
 
     The job's identity is (file provider, ticker, exchange, the file's date range), so loading
     the same file again finds the same job and its Delta application transaction: nothing is
@@ -49,13 +46,8 @@ def load_file(
         exchange = catalog.get_exchange(session, mic)
         exchange_name = exchange.acronym or exchange.name
     options = {"path": str(path.resolve()), "ticker": ticker, "exchange_mic": mic}
-    worker = Worker(
-        engine=engine,
-        queue=open_queue(queue_settings, engine=engine),
-        lake_settings=lake_settings,
-        stop=threading.Event(),
-    )
-    date_from, date_to = worker.provider("file", options).date_range()  # type: ignore[attr-defined]
+    runner = JobRunner(engine=engine, lake_settings=lake_settings)
+    date_from, date_to = runner.provider("file", options).date_range()  # type: ignore[attr-defined]
     with catalog.session_scope(engine) as session:
         job, _created = catalog.create_job(
             session,
@@ -81,7 +73,7 @@ def load_file(
         provider_options=options,
     )
     try:
-        result = worker.run_job(message)
+        result = runner.run(message)
     except PermanentError as exc:
         with catalog.session_scope(engine) as session:
             catalog.mark_job_finished_with_error(
@@ -104,7 +96,6 @@ def load_actions_file(
     exchange_mic: str | None,
     engine: Engine,
     lake_settings: lake.LakeSettings,
-    queue_settings: QueueSettings,
 ) -> LoadResult:
     """Load a CSV or Parquet file of corporate actions (docs/providers.md) as an `actions` job.
 
@@ -115,13 +106,8 @@ def load_actions_file(
     options: dict[str, str] = {"path": str(path.resolve())}
     if mic:
         options["exchange_mic"] = mic
-    worker = Worker(
-        engine=engine,
-        queue=open_queue(queue_settings, engine=engine),
-        lake_settings=lake_settings,
-        stop=threading.Event(),
-    )
-    provider = worker.provider("file", options)
+    runner = JobRunner(engine=engine, lake_settings=lake_settings)
+    provider = runner.provider("file", options)
     actions = provider.read_actions()  # type: ignore[attr-defined]
     days = [d for d in actions.column("ex_date").to_pylist() if d is not None]
     tickers = sorted({t for t in actions.column("ticker").to_pylist() if t})
@@ -156,7 +142,7 @@ def load_actions_file(
         provider_options=options,
     )
     try:
-        result = worker.run_job(message)
+        result = runner.run(message)
     except PermanentError as exc:
         with catalog.session_scope(engine) as session:
             catalog.mark_job_finished_with_error(

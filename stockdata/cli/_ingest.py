@@ -363,7 +363,6 @@ def load(file: Path, ticker: str, mic: str) -> None:
             exchange_mic=mic,
             engine=_context.engine(),
             lake_settings=lake.LakeSettings(),
-            queue_settings=_queue_settings(),
         )
     except InvalidInputError as exc:
         if exc.code != "unreadable-file":
@@ -459,7 +458,6 @@ def _load_actions(file: Path, mic: str | None) -> None:
             exchange_mic=mic,
             engine=_context.engine(),
             lake_settings=lake.LakeSettings(),
-            queue_settings=_queue_settings(),
         )
     except InvalidInputError as exc:
         if exc.code not in ("unreadable-file", "schema", "empty-file"):
