@@ -22,9 +22,10 @@ RULE = "use 1-32 letters, digits, '.' or '-', starting with a letter or digit"
 
 
 def test_the_api_routes_use_the_shared_symbol_rule() -> None:
-    from query_api import _routes
+    from query_api.routes import _common, eod
 
-    assert _routes.SYMBOL_PATTERN is SYMBOL_PATTERN
+    assert _common.SYMBOL_PATTERN is SYMBOL_PATTERN
+    assert eod.SYMBOL_PATTERN is SYMBOL_PATTERN
 
 
 def test_a_symbol_the_api_refuses_is_refused_by_every_command(
