@@ -6,7 +6,8 @@ scope by scope:
 - exactly one SELECT statement;
 - query nodes, table references and expression kinds from a fixed list (anything new or
   unknown, e.g. `(SHOW ...)`, `(DESCRIBE ...)`, parameters, time travel, is refused);
-- relations: the views `eod`, `eod_deltas`, `eod_rejects`, or a CTE *visible at that point*
+- relations: the views in `VIEWS` (`eod`, `eod_deltas`, `eod_rejects`, `corporate_actions`,
+  `action_factors`, `eod_split_adjusted`, `eod_adjusted`), or a CTE *visible at that point*
   (a CTE's name counts only inside the query that defines it, after its definition), so an
   inner CTE named like a file cannot make an outer `FROM '<file>'` pass;
 - functions from `SAFE_FUNCTIONS`, table functions from `SAFE_TABLE_FUNCTIONS`, all in the
