@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from lake._schema import BY_DATE_SCHEMA, BY_DATE_TABLE, EOD_TABLE
+from lake._schema import ACTIONS_TABLE, BY_DATE_SCHEMA, BY_DATE_TABLE, EOD_TABLE
 from lake._settings import LakeSettings
 from lake._write import (
     PARTITIONS_KEY,
@@ -304,8 +304,12 @@ class RestoreResult:
     by_date_version: int | None
     rows_before: int
     rows_after: int
-    #: Lineage ids (the `job_id` column) with rows before the restore and none after.
+    #: Lineage ids (the `job_id` column, of bars or actions) with rows before the restore and
+    #: none after.
     removed_jobs: tuple[str, ...]
+    #: corporate_actions after the restore (None: no such table) and the actions it removed.
+    actions_version: int | None = None
+    actions_removed: int = 0
 
 
 def _job_ids(table: DeltaTable) -> set[str]:
@@ -328,6 +332,7 @@ def restore(settings: LakeSettings, *, version: int) -> RestoreResult:
         )
     rows_before = int(table.count())
     jobs_before = _job_ids(table)
+    when = _committed_at(table, version)
     try:
         table.restore(version)
     except Exception as exc:  # delta-rs raises its own error types for a missing version
@@ -340,7 +345,19 @@ def restore(settings: LakeSettings, *, version: int) -> RestoreResult:
     if by_date is not None:
         _rebuild_by_date(settings, table, by_date)
         by_date.update_incremental()
-    log.info("lake_restored", restored_to=version, version=table.version(), jobs=len(removed))
+    actions = open_table(settings, ACTIONS_TABLE)
+    actions_removed = 0
+    if actions is not None:
+        action_jobs = _job_ids(actions)
+        actions_removed = _roll_back_actions(actions, when)
+        removed = sorted(set(removed) | (action_jobs - _job_ids(actions)))
+    log.info(
+        "lake_restored",
+        restored_to=version,
+        version=table.version(),
+        jobs=len(removed),
+        actions_removed=actions_removed,
+    )
     return RestoreResult(
         restored_to=version,
         version=int(table.version()),
@@ -348,7 +365,35 @@ def restore(settings: LakeSettings, *, version: int) -> RestoreResult:
         rows_before=rows_before,
         rows_after=int(table.count()),
         removed_jobs=tuple(removed),
+        actions_version=int(actions.version()) if actions is not None else None,
+        actions_removed=actions_removed,
     )
+
+
+def _committed_at(table: DeltaTable, version: int) -> int:
+    """The commit time (ms since the epoch) of one version of `table`."""
+    for entry in table.history():
+        if int(entry.get("version", -1)) == version:
+            return int(entry["timestamp"])
+    raise InvalidInputError(f"version {version} has no commit in the log", code="restore-version")
+
+
+def _roll_back_actions(actions: DeltaTable, when: int) -> int:
+    """corporate_actions back to what it held at `when` (the restored eod version's commit
+    time): the newest version committed by then, or empty if it began later. A new commit;
+    history is kept. Returns the rows removed (a corrected row put back counts as one)."""
+    before = int(actions.count())
+    target = max(
+        (int(e["version"]) for e in actions.history() if int(e["timestamp"]) <= when),
+        default=None,
+    )
+    if target is None:
+        if before:
+            actions.delete()
+    elif target < actions.version():
+        actions.restore(target)
+    actions.update_incremental()
+    return max(0, before - int(actions.count()))
 
 
 def _rebuild_by_date(settings: LakeSettings, eod: DeltaTable, by_date: DeltaTable) -> None:

@@ -62,7 +62,12 @@ def vacuum(retention_hours: int | None, dry_run: bool) -> None:
     needs and files that failed commits left behind; prints what was really deleted."""
     settings = lakepkg.LakeSettings()
     verb = "would delete" if dry_run else "deleted"
-    for name in (lakepkg.EOD_TABLE, lakepkg.BY_DATE_TABLE, lakepkg.REJECTS_TABLE):
+    for name in (
+        lakepkg.EOD_TABLE,
+        lakepkg.BY_DATE_TABLE,
+        lakepkg.REJECTS_TABLE,
+        lakepkg.ACTIONS_TABLE,
+    ):
         files = lakepkg.vacuum(
             settings, name=name, retention_hours=retention_hours, dry_run=dry_run
         )
@@ -74,13 +79,19 @@ def vacuum(retention_hours: int | None, dry_run: bool) -> None:
 @lake.command()
 @click.option("--version", "version", type=int, required=True, help="Version to roll back to.")
 def restore(version: int) -> None:
-    """Roll eod_prices back to VERSION and eod_by_date with it (a new version records the
-    rollback); the jobs whose rows it removed are marked failed so they can be loaded again."""
+    """Roll eod_prices back to VERSION, and eod_by_date and corporate_actions with it (new
+    versions record the rollback); the jobs whose rows it removed are marked failed so they
+    can be loaded again."""
     r = lakepkg.restore(lakepkg.LakeSettings(), version=version)
+    actions = (
+        f"; corporate_actions rolled back with it ({r.actions_removed} action(s) removed)"
+        if r.actions_removed
+        else ""
+    )
     click.echo(
         f"restored eod_prices to version {version}; now at version {r.version}; "
         f"eod_by_date rebuilt to match; {r.rows_before - r.rows_after} row(s) of "
-        f"{len(r.removed_jobs)} job(s) removed"
+        f"{len(r.removed_jobs)} job(s) removed{actions}"
     )
     ids = []
     for lineage in r.removed_jobs:  # "<job uuid>" or "<job uuid>:<generation>"

@@ -167,7 +167,7 @@ def test_lake_info_optimize_and_vacuum(
     assert (dry.returncode, dry.stdout) == (
         0,
         "eod_prices: would delete 0 file(s)\neod_by_date: would delete 0 file(s)\n"
-        "eod_rejects: would delete 0 file(s)\n",
+        "eod_rejects: would delete 0 file(s)\ncorporate_actions: would delete 0 file(s)\n",
     )
 
 
@@ -192,7 +192,11 @@ def test_vacuum_covers_every_table_and_orphans_and_says_what_it_deleted(
     first = run_with(env_free, "lake", "vacuum", "--retention-hours", "0")
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
-    assert lines[-2:] == ["eod_by_date: deleted 3 file(s)", "eod_rejects: deleted 0 file(s)"]
+    assert lines[-3:] == [
+        "eod_by_date: deleted 3 file(s)",
+        "eod_rejects: deleted 0 file(s)",
+        "corporate_actions: deleted 0 file(s)",
+    ]
     assert "eod_prices: deleted 3 file(s)" in lines
     assert set(orphans) <= set(lines)
     for name in (lake.EOD_TABLE, lake.BY_DATE_TABLE):
@@ -202,7 +206,7 @@ def test_vacuum_covers_every_table_and_orphans_and_says_what_it_deleted(
     assert (again.returncode, again.stdout) == (
         0,
         "eod_prices: deleted 0 file(s)\neod_by_date: deleted 0 file(s)\n"
-        "eod_rejects: deleted 0 file(s)\n",
+        "eod_rejects: deleted 0 file(s)\ncorporate_actions: deleted 0 file(s)\n",
     )
     assert run(loaded_local, "sql", "select count(*) from eod").stdout == "7983\n"
 

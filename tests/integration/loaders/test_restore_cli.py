@@ -89,3 +89,48 @@ def test_restore_rolls_both_tables_back_and_the_removed_job_loads_again(
     replay = ingest(*goog_args, **kw)
     assert replay.stdout.startswith(f"job {goog_job}: already loaded (2148 rows)")
     assert _tickers(settings, lake.EOD_TABLE) == both
+
+
+def test_restore_rolls_corporate_actions_back_to_the_same_moment(
+    seeded: Engine, pg_url: str, samples: Path, tmp_path: Path
+) -> None:
+    """Actions known when the restored version was committed stay; later ones go, their jobs
+    are marked restored-away, and loading the same actions file again writes them again."""
+    lake_dir = tmp_path / "lake"
+    settings = lake.LakeSettings(lake_uri=str(lake_dir))
+    kw = {"pg_url": pg_url, "home": tmp_path, "lake_dir": lake_dir}
+    early, late = tmp_path / "early.csv", tmp_path / "late.csv"
+    early.write_text("ticker,ex_date,kind,ratio\nMSFT,2003-02-18,split,2\n")
+    late.write_text("ticker,ex_date,kind,amount\nGOOG,2012-06-01,dividend,1.5\n")
+    first = ingest("actions", "--file", str(early), "--exchange", "XNAS", **kw)
+    assert first.returncode == 0, first.stderr
+    msft = ingest("load", str(samples / "MSFT.csv"), "--ticker", "MSFT", "--exchange", "XNAS", **kw)
+    assert msft.returncode == 0, msft.stderr
+    version = lake.open_table(settings, lake.EOD_TABLE).version()  # type: ignore[union-attr]
+    goog = ingest("load", str(samples / "GOOG.csv"), "--ticker", "GOOG", "--exchange", "XNAS", **kw)
+    assert goog.returncode == 0, goog.stderr
+    later = ingest("actions", "--file", str(late), "--exchange", "XNAS", **kw)
+    assert later.returncode == 0, later.stderr
+    removed_jobs = sorted(out.stdout.split(":")[0].removeprefix("job ") for out in (goog, later))
+    assert _tickers(settings, lake.ACTIONS_TABLE) == Counter({"MSFT": 1, "GOOG": 1})
+
+    restored = _stockdata("lake", "restore", "--version", str(version), **kw)
+    assert restored.returncode == 0, restored.stderr
+    assert restored.stdout.splitlines() == [
+        f"restored eod_prices to version {version}; now at version {version + 2}; "
+        "eod_by_date rebuilt to match; 2148 row(s) of 2 job(s) removed; corporate_actions "
+        "rolled back with it (1 action(s) removed)",
+        *(f"job {j}: rows removed, marked failed (restored-away)" for j in removed_jobs),
+        "2 job(s) to load again: `stockdata ingest retry` (or `stockdata ingest load` the "
+        "same file)",
+    ]
+    actions = lake.read_actions(settings).to_pylist()
+    assert [(a["ticker"], str(a["ex_date"]), a["kind"], a["ratio"]) for a in actions] == [
+        ("MSFT", "2003-02-18", "split", 2.0)
+    ]
+
+    again = ingest("actions", "--file", str(late), "--exchange", "XNAS", **kw)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split(":")[0] == later.stdout.split(":")[0]
+    assert re.fullmatch(rf"job {UUID}: 1 action\(s\) written, 0 rejected, .*\n", again.stdout)
+    assert _tickers(settings, lake.ACTIONS_TABLE) == Counter({"MSFT": 1, "GOOG": 1})
