@@ -48,12 +48,11 @@ class JobResult:
     ticker_ranges: dict[str, tuple[dt.date, dt.date]] = field(default_factory=dict)
 
 
-def default_provider_factory() -> ProviderFactory:
-    """Providers from `ProviderSettings` (environment), one instance per name and options."""
-    from loaders.providers import ProviderSettings
-
-    settings = ProviderSettings()
-    return lambda name, options: get_provider(name, settings, **options)
+def file_providers(name: str, options: dict[str, Any]) -> Provider:
+    """The factory of runs that read files only (`ingest load`): no credentials needed."""
+    if name != "file":
+        raise PermanentError(f"this run reads files only, not provider {name!r}")
+    return get_provider(name, None, **options)
 
 
 class JobRunner:
@@ -66,10 +65,12 @@ class JobRunner:
         *,
         engine: Engine,
         lake_settings: lake.LakeSettings,
-        providers: ProviderFactory | None = None,
+        providers: ProviderFactory,
     ) -> None:
         self.engine = engine
         self.lake_settings = lake_settings
+        #: builds a provider from its name and options; the caller decides where its
+        #: settings come from (built once, passed down)
         self._providers_factory = providers
         self._providers: dict[str, Provider] = {}
         self._exchanges: dict[str, tuple[str, str]] = {}
@@ -78,8 +79,6 @@ class JobRunner:
     def provider(self, name: str, options: dict[str, Any]) -> Provider:
         key = name + json.dumps(options, sort_keys=True)
         if key not in self._providers:
-            if self._providers_factory is None:
-                self._providers_factory = default_provider_factory()
             self._providers[key] = self._providers_factory(name, options)
         return self._providers[key]
 

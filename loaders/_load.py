@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 import catalog
 import lake
-from loaders._jobs import JobResult, JobRunner
+from loaders._jobs import JobResult, JobRunner, file_providers
 from loaders._messages import JobMessage
 from stockdata.errors import InvalidInputError, PermanentError
 from stockdata.symbols import check_symbol
@@ -46,7 +46,7 @@ def load_file(
         exchange = catalog.get_exchange(session, mic)
         exchange_name = exchange.acronym or exchange.name
     options = {"path": str(path.resolve()), "ticker": ticker, "exchange_mic": mic}
-    runner = JobRunner(engine=engine, lake_settings=lake_settings)
+    runner = JobRunner(engine=engine, lake_settings=lake_settings, providers=file_providers)
     date_from, date_to = runner.provider("file", options).date_range()  # type: ignore[attr-defined]
     with catalog.session_scope(engine) as session:
         job, _created = catalog.create_job(
@@ -106,7 +106,7 @@ def load_actions_file(
     options: dict[str, str] = {"path": str(path.resolve())}
     if mic:
         options["exchange_mic"] = mic
-    runner = JobRunner(engine=engine, lake_settings=lake_settings)
+    runner = JobRunner(engine=engine, lake_settings=lake_settings, providers=file_providers)
     provider = runner.provider("file", options)
     actions = provider.read_actions()  # type: ignore[attr-defined]
     days = [d for d in actions.column("ex_date").to_pylist() if d is not None]

@@ -135,7 +135,7 @@ class Worker:
         engine: Engine,
         queue: Queue,
         lake_settings: lake.LakeSettings,
-        providers: ProviderFactory | None = None,
+        providers: ProviderFactory,
         options: WorkerOptions | None = None,
         stop: threading.Event | None = None,
         on_job: Callable[[Outcome, int], None] | None = None,

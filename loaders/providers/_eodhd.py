@@ -121,13 +121,12 @@ class EodhdProvider:
 
     def __init__(
         self,
-        settings: ProviderSettings | None = None,
+        settings: ProviderSettings,
         *,
         client: HttpClient | None = None,
         sleep: Callable[[float], None] = time.sleep,
         exchange_code: str | None = None,
     ) -> None:
-        settings = settings or ProviderSettings()
         self._key = settings.api_key("eodhd")
         self.base_url = settings.eodhd_base_url.rstrip("/")
         self.exchange_code = exchange_code

@@ -102,12 +102,11 @@ class MarketstackProvider:
 
     def __init__(
         self,
-        settings: ProviderSettings | None = None,
+        settings: ProviderSettings,
         *,
         client: HttpClient | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        settings = settings or ProviderSettings()
         self._key = settings.api_key("marketstack")
         self.version = settings.marketstack_version
         self.base_url = settings.marketstack_url()

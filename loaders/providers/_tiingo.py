@@ -74,12 +74,11 @@ class TiingoProvider:
 
     def __init__(
         self,
-        settings: ProviderSettings | None = None,
+        settings: ProviderSettings,
         *,
         client: HttpClient | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        settings = settings or ProviderSettings()
         self._key = settings.api_key("tiingo")
         self.base_url = settings.tiingo_base_url.rstrip("/")
         self.http = client or HttpClient.for_settings(
