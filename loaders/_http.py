@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from stockdata.backoff import backoff_delay
 from stockdata.errors import PermanentError, StockDataError, TransientError
 from stockdata.logs import get_logger, scrub_text, scrub_url
 
@@ -59,9 +60,13 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Full jitter (uniform 0..base*2^attempt, capped), never shorter than Retry-After."""
-        ceiling = min(self.backoff_max_seconds, self.backoff_base_seconds * (2**attempt))
-        delay = rng.uniform(0, ceiling)
-        return max(delay, retry_after or 0.0)
+        return backoff_delay(
+            attempt,
+            base=self.backoff_base_seconds,
+            cap=self.backoff_max_seconds,
+            retry_after=retry_after,
+            rng=rng,
+        )
 
 
 def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:

@@ -3,7 +3,6 @@ release or dead-letter it by the outcome."""
 
 from __future__ import annotations
 
-import random
 import threading
 import uuid
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from loaders._jobs import JobReleased, JobRunner, ProviderFactory
 from loaders._messages import JobMessage
 from loaders._queue import Message, Queue, StaleMessageError
 from loaders.providers._base import Provider
+from stockdata.backoff import backoff_delay
 from stockdata.errors import ConfigurationError, PermanentError, StockDataError, TransientError
 from stockdata.logs import get_logger, scrub_text
 
@@ -52,10 +52,15 @@ class WorkerOptions:
         return cls(**(values | overrides))
 
     def backoff(self, delivery: int, retry_after: float | None = None) -> float:
-        """Exponential with jitter, never shorter than the provider's Retry-After."""
-        ceiling = min(self.backoff_max, self.backoff_base * 2 ** max(0, delivery - 1))
-        delay = random.uniform(ceiling / 2, ceiling)  # noqa: S311
-        return max(delay, retry_after or 0.0)
+        """Exponential with jitter (at least half the ceiling), never shorter than the
+        provider's Retry-After."""
+        return backoff_delay(
+            delivery - 1,
+            base=self.backoff_base,
+            cap=self.backoff_max,
+            retry_after=retry_after,
+            spread=0.5,
+        )
 
 
 @dataclass(slots=True)
