@@ -174,7 +174,13 @@ def ingest() -> None:
 )
 @click.option("--exchange", "mic", help="Only this exchange (MIC).")
 @click.option("--provider", default="marketstack", show_default=True, help="Provider name.")
-@click.option("--now", "now", callback=_now, hidden=True, help="Pretend it is this time (tests).")
+@click.option(
+    "--now",
+    "now",
+    callback=_now,
+    metavar="TIMESTAMP",
+    help="Run as if it were this ISO time (catch up a missed run: its latest closed session).",
+)
 def enqueue(date: dt.date | None, mic: str | None, provider: str, now: dt.datetime | None) -> None:
     """Enqueue one job per (exchange, latest closed session, batch of <= 100 tickers).
 
@@ -336,7 +342,13 @@ def backfill(
 @ingest.command()
 @click.option("--provider", default="marketstack", show_default=True, help="Provider name.")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64))
-@click.option("--now", "now", callback=_now, hidden=True, help="Pretend it is this time (tests).")
+@click.option(
+    "--now",
+    "now",
+    callback=_now,
+    metavar="TIMESTAMP",
+    help="Run as if it were this ISO time (catch up a missed run: its latest closed session).",
+)
 def daily(provider: str, concurrency: int, now: dt.datetime | None) -> None:
     """Enqueue today's jobs, then work until the queue is empty (a single-machine daily run).
 
