@@ -351,8 +351,8 @@ def _body(results: dict[str, dict[str, Any]], n: int, small: bool) -> str:
         "backfill's batch defaults to the provider's `max_symbols_per_job` (100 for "
         "Marketstack, Tiingo and EODHD, 2,500 for `synthetic`), cut further so a message's "
         "symbols stay under 44 KB. Each job generates its bars (the synthetic generator "
-        "costs O(rows asked for)), validates them and commits them to `eod_prices` and "
-        "`eod_by_date`; every figure includes enqueueing, and the process rows include "
+        "costs O(rows asked for)), validates them and commits them to `eod_prices`; every "
+        "figure includes enqueueing, and the process rows include "
         "interpreter start-up. Each run asserts every job succeeded and exactly "
         f"{SESSIONS:,} rows per ticker were written.",
         "",

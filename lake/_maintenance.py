@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -15,7 +17,7 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from lake._schema import ACTIONS_TABLE, BY_DATE_SCHEMA, BY_DATE_TABLE, EOD_TABLE
+from lake._schema import ACTIONS_TABLE, BY_DATE_TABLE, EOD_TABLE
 from lake._settings import LakeSettings
 from lake._write import (
     PARTITIONS_KEY,
@@ -160,7 +162,6 @@ def partitions_to_optimize(table: DeltaTable) -> list[str]:
 #: The order each table's rows are kept in.
 SORT_ORDER = {
     EOD_TABLE: [("ticker", "ascending"), ("trade_date", "ascending")],
-    BY_DATE_TABLE: [("trade_date", "ascending"), ("ticker", "ascending")],
 }
 
 
@@ -173,7 +174,7 @@ def optimize(
 ) -> OptimizeMetrics:
     """Rewrite each touched partition in the table's order into target-size files.
 
-    eod_prices is sorted by (ticker, trade_date), eod_by_date by (trade_date, ticker).
+    eod_prices is sorted by (ticker, trade_date).
 
     Never an unsorted compaction: `optimize.compact()` interleaves files and loses the
     clustering that makes per-ticker reads skip row groups. Each partition is one commit,
@@ -301,7 +302,6 @@ class RestoreResult:
 
     restored_to: int
     version: int
-    by_date_version: int | None
     rows_before: int
     rows_after: int
     #: Lineage ids (the `job_id` column, of bars or actions) with rows before the restore and
@@ -318,11 +318,10 @@ def _job_ids(table: DeltaTable) -> set[str]:
 
 
 def restore(settings: LakeSettings, *, version: int) -> RestoreResult:
-    """Roll eod_prices back to `version` (a new commit; history is kept) and make eod_by_date
-    hold the same rows again, partition by partition; says which jobs' rows it removed.
+    """Roll eod_prices back to `version` (a new commit; history is kept), and corporate_actions
+    to the moment that version was committed; says which jobs' rows it removed.
 
-    Run it again if it was interrupted: restoring to the same version and rebuilding the
-    date-ordered copy are both repeatable."""
+    Run it again if it was interrupted: restoring to the same version is repeatable."""
     table = _require(settings)
     current = int(table.version())
     if not 0 <= version < current:
@@ -341,10 +340,6 @@ def restore(settings: LakeSettings, *, version: int) -> RestoreResult:
         ) from exc
     table.update_incremental()
     removed = sorted(jobs_before - _job_ids(table))
-    by_date = open_table(settings, BY_DATE_TABLE)
-    if by_date is not None:
-        _rebuild_by_date(settings, table, by_date)
-        by_date.update_incremental()
     actions = open_table(settings, ACTIONS_TABLE)
     actions_removed = 0
     if actions is not None:
@@ -361,7 +356,6 @@ def restore(settings: LakeSettings, *, version: int) -> RestoreResult:
     return RestoreResult(
         restored_to=version,
         version=int(table.version()),
-        by_date_version=int(by_date.version()) if by_date is not None else None,
         rows_before=rows_before,
         rows_after=int(table.count()),
         removed_jobs=tuple(removed),
@@ -396,51 +390,92 @@ def _roll_back_actions(actions: DeltaTable, when: int) -> int:
     return max(0, before - int(actions.count()))
 
 
-def _rebuild_by_date(settings: LakeSettings, eod: DeltaTable, by_date: DeltaTable) -> None:
-    """eod_by_date's partitions rewritten from eod_prices (those whose rows differ only)."""
-    props = writer_properties(settings)
+@dataclass(frozen=True, slots=True)
+class DropMetrics:
+    """What `drop_by_date` deleted: the table's folder and the files (data and log) in it."""
 
-    def periods(t: DeltaTable) -> dict[str, int]:
-        adds = pa.table(t.get_add_actions(flatten=True))
-        if adds.num_rows == 0:
-            return {}
-        grouped = adds.group_by("partition.period").aggregate([("num_records", "sum")])
-        return dict(
-            zip(
-                grouped.column("partition.period").to_pylist(),
-                grouped.column("num_records_sum").to_pylist(),
-                strict=True,
-            )
-        )
+    uri: str
+    files: int
+    bytes: int
 
-    source, target = periods(eod), periods(by_date)
-    for part in sorted(source.keys() | target.keys()):
-        if part not in source:
-            by_date.delete(f"period = '{part}'")
-            continue
-        order = SORT_ORDER[BY_DATE_TABLE]
-        data = (
-            eod.to_pyarrow_table(partitions=[("period", "=", part)])
-            .select(BY_DATE_SCHEMA.names)
-            .cast(BY_DATE_SCHEMA)
-            .sort_by(order)
+
+def _azure_filesystem(settings: LakeSettings) -> Any:
+    """An adlfs filesystem with the credentials of `storage_options` (adlfs has no stubs)."""
+    from adlfs import AzureBlobFileSystem
+
+    opts = settings.storage_options()
+    account = opts.get("account_name")
+    endpoint = opts.get("azure_endpoint")
+    if endpoint and ("account_key" in opts or "sas_token" in opts):
+        # adlfs reaches an endpoint of its own (Azurite, a private one) by connection string only
+        secret = (
+            f"AccountKey={opts['account_key']}"
+            if "account_key" in opts
+            else f"SharedAccessSignature={opts['sas_token']}"
         )
-        now = by_date.to_pyarrow_table(partitions=[("period", "=", part)])
-        if now.num_rows == data.num_rows and (
-            now.select(BY_DATE_SCHEMA.names).cast(BY_DATE_SCHEMA).sort_by(order).equals(data)
-        ):
-            continue
-        write_deltalake(
-            by_date,
-            data,
-            mode="overwrite",
-            predicate=f"period = '{part}'",
-            writer_properties=props,
-            target_file_size=settings.lake_target_file_bytes,
-            commit_properties=CommitProperties(
-                custom_metadata={OPTIMIZE_KEY: "restore", OPTIMIZE_PARTITION_KEY: part}
-            ),
+        return AzureBlobFileSystem(
+            connection_string=f"AccountName={account};{secret};BlobEndpoint={endpoint}"
         )
+    if "account_key" in opts:
+        return AzureBlobFileSystem(account_name=account, account_key=opts["account_key"])
+    if "sas_token" in opts:
+        return AzureBlobFileSystem(account_name=account, sas_token=opts["sas_token"])
+    # Azure AD: DefaultAzureCredential, as deltalake's chain (workload, managed identity, CLI)
+    extra: dict[str, str] = {}
+    if settings.lake_azure_client_id:
+        extra = {
+            "managed_identity_client_id": settings.lake_azure_client_id,
+            "workload_identity_client_id": settings.lake_azure_client_id,
+        }
+    host = {"account_host": endpoint.split("://", 1)[-1]} if endpoint else {}
+    return AzureBlobFileSystem(account_name=account, anon=False, **host, **extra)
+
+
+def _azure_path(settings: LakeSettings, name: str) -> str:
+    """`container/path/name` of a table, as adlfs names it."""
+    rest = settings.table_uri(name).split("://", 1)[1]
+    container, _, path = rest.partition("/")
+    return f"{container.split('@', 1)[0]}/{path}"
+
+
+def _by_date_files(settings: LakeSettings) -> tuple[Any, str, dict[str, int]]:
+    """(filesystem or None for local disk, the folder, {file: bytes}) of a legacy eod_by_date."""
+    uri = settings.table_uri(BY_DATE_TABLE)
+    if settings.is_azure:
+        fs = _azure_filesystem(settings)
+        path = _azure_path(settings, BY_DATE_TABLE)
+        found = fs.find(path, detail=True)
+        return fs, path, {str(k): int(v.get("size") or 0) for k, v in found.items()}
+    if "://" in uri:
+        raise ConfigurationError(
+            f"cannot list {uri}: lake drop-by-date handles local disk and ADLS lakes only"
+        )
+    root = Path(uri)
+    files = [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
+    return None, uri, {str(p): p.stat().st_size for p in files}
+
+
+def has_legacy_by_date(settings: LakeSettings) -> bool:
+    """Whether the lake still holds an `eod_by_date` folder, which older versions wrote."""
+    return bool(_by_date_files(settings)[2])
+
+
+def drop_by_date(settings: LakeSettings) -> DropMetrics | None:
+    """Delete the legacy `eod_by_date` table, data and log; None when there is none.
+
+    Nothing writes or reads it any more (docs/adr/0009-retire-eod-by-date.md): a lake made
+    by an older version keeps a frozen copy of eod_prices until this runs. Only that
+    table's folder is touched."""
+    fs, path, files = _by_date_files(settings)
+    if not files:
+        return None
+    if fs is None:
+        shutil.rmtree(path)
+    else:
+        fs.rm(path, recursive=True)
+    uri = settings.table_uri(BY_DATE_TABLE)
+    log.info("legacy_table_dropped", table=BY_DATE_TABLE, files=len(files))
+    return DropMetrics(uri=uri, files=len(files), bytes=sum(files.values()))
 
 
 def version_as_of(settings: LakeSettings, as_of: str) -> int:

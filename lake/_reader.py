@@ -16,7 +16,7 @@ from deltalake import DeltaTable
 
 from lake._adjust import views_sql as adjusted_views_sql
 from lake._calendar import sessions_through
-from lake._schema import ACTIONS_TABLE, BY_DATE_TABLE, EOD_TABLE, REJECTS_TABLE
+from lake._schema import ACTIONS_TABLE, EOD_TABLE, REJECTS_TABLE
 from lake._settings import Granularity, LakeSettings, _sql_literal
 from lake._write import open_table
 from stockdata.errors import ConfigurationError, NotFoundError
@@ -69,10 +69,11 @@ def cross_section_sql(
 ) -> str | None:
     """SQL for every ticker's close on `day` and its 1/5/21/63/252-session changes.
 
-    Reads `eod_by_date` (date-ordered, so only the row groups of six dates are read). The
-    session k before `day` comes from the exchange's trading calendar; a ticker without a
-    bar on that session gets NULL there (eod_deltas instead takes the ticker's k-th
-    previous row). None when `day` is not a session.
+    Reads `eod`, pruned to the partitions that hold the six dates (the API answers
+    cross-sections from the serving form; this is the DuckDB path). The session k before
+    `day` comes from the exchange's trading calendar; a ticker without a bar on that session
+    gets NULL there (eod_deltas instead takes the ticker's k-th previous row). None when
+    `day` is not a session.
     """
     sessions = sessions_through(exchange_mic, day)
     if len(sessions) == 0 or sessions[-1] != np.datetime64(day, "D"):
@@ -96,7 +97,7 @@ def cross_section_sql(
     return (
         f"SELECT ticker, exchange_mic, DATE '{day}' AS trade_date, c0 AS close, "
         + ", ".join(cols)
-        + f" FROM (SELECT ticker, exchange_mic, {picks} FROM eod_by_date "
+        + f" FROM (SELECT ticker, exchange_mic, {picks} FROM eod "
         f"WHERE period IN ({periods}) AND exchange_mic = {_sql_literal(exchange_mic)} "
         f"AND trade_date IN ({wanted}) GROUP BY ticker, exchange_mic) "
         "WHERE c0 IS NOT NULL ORDER BY ticker"
@@ -114,13 +115,12 @@ def views_sql(
     `corporate_actions` and the adjusted views (`action_factors`, `eod_split_adjusted`,
     `eod_adjusted`: lake/_adjust.py).
 
-    `tables` limits it to those tables (and their views); None means all four.
+    `tables` limits it to those tables (and their views); None means all three.
     """
     stmts = []
     views = []
     for alias, name, view in (
         ("lake_eod", EOD_TABLE, "eod"),
-        ("lake_by_date", BY_DATE_TABLE, "eod_by_date"),
         ("lake_rejects", REJECTS_TABLE, "eod_rejects"),
         ("lake_actions", ACTIONS_TABLE, "corporate_actions"),
     ):
@@ -129,7 +129,7 @@ def views_sql(
         options = ["TYPE delta"]
         if pin:
             options.append("PIN_SNAPSHOT")
-        if version is not None and name in (EOD_TABLE, BY_DATE_TABLE):
+        if version is not None and name == EOD_TABLE:
             options.append(f"VERSION {int(version)}")
         stmts.append(
             f"ATTACH IF NOT EXISTS {_sql_literal(settings.table_uri(name))} AS {alias} "
@@ -196,7 +196,7 @@ def init_sql(settings: LakeSettings, *, tables: Collection[str] | None = None) -
         emulator = settings.emulator_blob_url()
         if emulator:
             lines.insert(0, f"-- Azurite: export AZURITE_BLOB_STORAGE_URL={emulator} first")
-    for name in (EOD_TABLE, BY_DATE_TABLE, REJECTS_TABLE, ACTIONS_TABLE):
+    for name in (EOD_TABLE, REJECTS_TABLE, ACTIONS_TABLE):
         if tables is not None and name not in tables:
             lines.append(
                 f"-- {name}: no table yet at {settings.table_uri(name)}; its view is left out "
@@ -223,7 +223,6 @@ def connect(
         )
     from lake._write import ensure_table
 
-    ensure_table(settings, BY_DATE_TABLE)
     ensure_table(settings, REJECTS_TABLE)
     ensure_table(settings, ACTIONS_TABLE)
     config: dict[str, str | bool | int | float | list[str]] = {

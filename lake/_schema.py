@@ -6,8 +6,10 @@ import pyarrow as pa
 
 EOD_TABLE = "eod_prices"
 REJECTS_TABLE = "eod_rejects"
-BY_DATE_TABLE = "eod_by_date"
 ACTIONS_TABLE = "corporate_actions"
+#: The date-ordered copy of eod_prices that older versions wrote; only `lake drop-by-date`
+#: still names it (docs/adr/0009-retire-eod-by-date.md).
+BY_DATE_TABLE = "eod_by_date"
 
 #: What a provider hands the lake: one row per (ticker, trade_date).
 BAR_SCHEMA = pa.schema(
@@ -42,21 +44,6 @@ EOD_SCHEMA = pa.schema(
         *BAR_SCHEMA,
         pa.field("job_id", pa.string()),
         pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("period", pa.string(), nullable=False),
-    ]
-)
-
-#: `eod_by_date`: the columns a cross-section needs, sorted by (trade_date, ticker) so a
-#: one-date read touches one row group per partition instead of scanning the year. Written
-#: by `write_bars` in the same call as eod_prices, under the same job id.
-BY_DATE_SCHEMA = pa.schema(
-    [
-        pa.field("ticker", pa.string(), nullable=False),
-        pa.field("exchange_mic", pa.string(), nullable=False),
-        pa.field("trade_date", pa.date32(), nullable=False),
-        pa.field("close", pa.float64(), nullable=False),
-        pa.field("adj_close", pa.float64()),
-        pa.field("volume", pa.int64(), nullable=False),
         pa.field("period", pa.string(), nullable=False),
     ]
 )

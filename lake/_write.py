@@ -25,8 +25,6 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from lake._schema import (
     ACTION_SCHEMA,
     ACTIONS_TABLE,
-    BY_DATE_SCHEMA,
-    BY_DATE_TABLE,
     EOD_SCHEMA,
     EOD_TABLE,
     REJECT_SCHEMA,
@@ -127,7 +125,6 @@ def ensure_table(settings: LakeSettings, name: str) -> DeltaTable:
         return table
     schema, partition = {
         EOD_TABLE: (EOD_SCHEMA, ["period"]),
-        BY_DATE_TABLE: (BY_DATE_SCHEMA, ["period"]),
         REJECTS_TABLE: (REJECT_SCHEMA, None),
         ACTIONS_TABLE: (ACTION_SCHEMA, None),
     }[name]
@@ -347,18 +344,6 @@ def write_rejects(
     return int(metrics.get("num_target_rows_inserted", 0)) if committed else 0
 
 
-def by_date_rows(batch: pa.Table) -> pa.Table:
-    """The `eod_by_date` projection of an eod_prices batch, sorted by (trade_date, ticker).
-
-    `batch` is sorted by (ticker, trade_date), as `validate` leaves it, so a stable sort on
-    the date alone gives (trade_date, ticker) order (~10x cheaper than a two-key sort)."""
-    projected = batch.select(BY_DATE_SCHEMA.names).cast(BY_DATE_SCHEMA)
-    if projected.num_rows < 2:
-        return projected
-    order = pc.sort_indices(projected, sort_keys=[("trade_date", "ascending")])
-    return projected.take(order)
-
-
 def _upsert(
     settings: LakeSettings,
     name: str,
@@ -471,14 +456,10 @@ def write_bars(
         granularity=settings.lake_partition,
         now=dt.datetime.now(dt.UTC),
     )
-    # eod_prices and eod_by_date hold the same rows: one key box serves both commits
     box = _box(batch)
     metrics, version, committed, attempts = _upsert(
         settings, EOD_TABLE, batch, app_id=job_id, retry=retry, box=box
     )
-    # The date-ordered copy, under its own application transaction with the same job id:
-    # a job that died between the two commits completes it on replay.
-    _upsert(settings, BY_DATE_TABLE, by_date_rows(batch), app_id=job_id, retry=retry, box=box)
     # Splits and dividends a provider sends on its bars are actions too: a daily run that
     # sees one makes the whole history adjust (lake/_adjust.py) without re-downloading it.
     from lake._actions import actions_from_bars, write_actions

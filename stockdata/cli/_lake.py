@@ -9,18 +9,20 @@ import click
 import catalog
 import lake as lakepkg
 from stockdata.cli import _context
-from stockdata.errors import NotFoundError
+from stockdata.errors import InvalidInputError, NotFoundError
 
 
 @click.group("lake")
 def lake() -> None:
-    """Delta tables: info, optimize, vacuum, restore, publish, duckdb-init, check-adjustments."""
+    """Delta tables: info, optimize, vacuum, restore, publish, duckdb-init, check-adjustments,
+    drop-by-date."""
 
 
 @lake.command()
 def info() -> None:
     """Version, rows, files, partitions, bytes, last optimize, oldest time-travel version."""
-    i = lakepkg.table_info(lakepkg.LakeSettings())
+    settings = lakepkg.LakeSettings()
+    i = lakepkg.table_info(settings)
     last = (
         f"version {i.last_optimize_version} at {i.last_optimize_at:%Y-%m-%dT%H:%M:%SZ}"
         if i.last_optimize_at is not None
@@ -37,21 +39,28 @@ def info() -> None:
         ("oldest version", i.oldest_version),
     ):
         click.echo(f"{key + ':':<16}{value}")
+    if lakepkg.has_legacy_by_date(settings):
+        click.echo(
+            f"warning: a legacy eod_by_date table is still at {settings.root}/eod_by_date "
+            "(nothing writes or reads it now): delete it with "
+            "`stockdata lake drop-by-date --yes`",
+            err=True,
+        )
 
 
 @lake.command()
 def optimize() -> None:
-    """Rewrite the partitions touched since the last run, in each table's sort order."""
+    """Rewrite the eod_prices partitions touched since the last run, sorted by ticker, date."""
     settings = lakepkg.LakeSettings()
-    for name in (lakepkg.EOD_TABLE, lakepkg.BY_DATE_TABLE):
-        m = lakepkg.optimize(settings, name=name)
-        if not m.partitions:
-            click.echo(f"{name}: nothing to optimize")
-            continue
-        click.echo(
-            f"{name}: optimized {len(m.partitions)} partition(s) {', '.join(m.partitions)}: "
-            f"{m.files_removed} file(s) -> {m.files_added}, {m.rows} rows, version {m.version}"
-        )
+    name = lakepkg.EOD_TABLE
+    m = lakepkg.optimize(settings, name=name)
+    if not m.partitions:
+        click.echo(f"{name}: nothing to optimize")
+        return
+    click.echo(
+        f"{name}: optimized {len(m.partitions)} partition(s) {', '.join(m.partitions)}: "
+        f"{m.files_removed} file(s) -> {m.files_added}, {m.rows} rows, version {m.version}"
+    )
 
 
 @lake.command()
@@ -62,12 +71,7 @@ def vacuum(retention_hours: int | None, dry_run: bool) -> None:
     needs and files that failed commits left behind; prints what was really deleted."""
     settings = lakepkg.LakeSettings()
     verb = "would delete" if dry_run else "deleted"
-    for name in (
-        lakepkg.EOD_TABLE,
-        lakepkg.BY_DATE_TABLE,
-        lakepkg.REJECTS_TABLE,
-        lakepkg.ACTIONS_TABLE,
-    ):
+    for name in (lakepkg.EOD_TABLE, lakepkg.REJECTS_TABLE, lakepkg.ACTIONS_TABLE):
         files = lakepkg.vacuum(
             settings, name=name, retention_hours=retention_hours, dry_run=dry_run
         )
@@ -79,9 +83,9 @@ def vacuum(retention_hours: int | None, dry_run: bool) -> None:
 @lake.command()
 @click.option("--version", "version", type=int, required=True, help="Version to roll back to.")
 def restore(version: int) -> None:
-    """Roll eod_prices back to VERSION, and eod_by_date and corporate_actions with it (new
-    versions record the rollback); the jobs whose rows it removed are marked failed so they
-    can be loaded again."""
+    """Roll eod_prices back to VERSION, and corporate_actions with it (new versions record
+    the rollback); the jobs whose rows it removed are marked failed so they can be loaded
+    again."""
     r = lakepkg.restore(lakepkg.LakeSettings(), version=version)
     actions = (
         f"; corporate_actions rolled back with it ({r.actions_removed} action(s) removed)"
@@ -90,7 +94,7 @@ def restore(version: int) -> None:
     )
     click.echo(
         f"restored eod_prices to version {version}; now at version {r.version}; "
-        f"eod_by_date rebuilt to match; {r.rows_before - r.rows_after} row(s) of "
+        f"{r.rows_before - r.rows_after} row(s) of "
         f"{len(r.removed_jobs)} job(s) removed{actions}"
     )
     ids = []
@@ -131,12 +135,7 @@ def duckdb_init() -> None:
     settings = lakepkg.LakeSettings()
     tables = [
         name
-        for name in (
-            lakepkg.EOD_TABLE,
-            lakepkg.BY_DATE_TABLE,
-            lakepkg.REJECTS_TABLE,
-            lakepkg.ACTIONS_TABLE,
-        )
+        for name in (lakepkg.EOD_TABLE, lakepkg.REJECTS_TABLE, lakepkg.ACTIONS_TABLE)
         if lakepkg.open_table(settings, name) is not None
     ]
     if lakepkg.EOD_TABLE not in tables:
@@ -145,6 +144,26 @@ def duckdb_init() -> None:
             "(`stockdata ingest load` or `stockdata demo --no-serve`)"
         )
     click.echo(lakepkg.init_sql(settings, tables=tables), nl=False)
+
+
+@lake.command("drop-by-date")
+@click.option("--yes", is_flag=True, help="Confirm: delete the table's files and its history.")
+def drop_by_date(yes: bool) -> None:
+    """Delete the legacy eod_by_date table that older versions wrote (nothing reads it now)."""
+    settings = lakepkg.LakeSettings()
+    where = f"{settings.root}/eod_by_date"
+    if not yes:
+        raise InvalidInputError(
+            f"refusing to delete {where} without --yes: `stockdata lake drop-by-date --yes`"
+        )
+    dropped = lakepkg.drop_by_date(settings)
+    if dropped is None:
+        click.echo("no eod_by_date table: nothing to do")
+        return
+    click.echo(
+        f"deleted the eod_by_date table at {dropped.uri}: {dropped.files} file(s), "
+        f"{dropped.bytes} bytes (data and log); eod_prices is untouched"
+    )
 
 
 @lake.command("check-adjustments")

@@ -83,11 +83,10 @@ def test_the_script_runs_in_a_fresh_duckdb_once_the_extension_is_installed(
     assert con.execute(
         "select close_21_ago, close from eod_deltas where trade_date = DATE '2008-10-10'"
     ).fetchone() == (22.926, 18.029)
-    assert con.execute("select count(*) from eod_by_date").fetchone() == (7983,)
     views = con.execute(
         "select view_name from duckdb_views() where not internal order by view_name"
     ).fetchall()
-    assert views == [("eod",), ("eod_by_date",), ("eod_deltas",)]
+    assert views == [("eod",), ("eod_deltas",)]
 
 
 def test_the_version_check_refuses_another_duckdb_release(msft_lake: lake.LakeSettings) -> None:

@@ -107,14 +107,9 @@ def test_sql_as_of_version_and_restore(loaded: lake.LakeSettings, msft_bars: pa.
     restored = run(loaded, "lake", "restore", "--version", "1")
     assert (restored.returncode, restored.stdout) == (
         0,
-        "restored eod_prices to version 1; now at version 3; eod_by_date rebuilt to match; "
-        "2 row(s) of 1 job(s) removed\n",
+        "restored eod_prices to version 1; now at version 3; 2 row(s) of 1 job(s) removed\n",
     )
     assert run(loaded, "sql", count).stdout == "7983\n"
-    by_date = DeltaTable(
-        loaded.table_uri(lake.BY_DATE_TABLE), storage_options=loaded.storage_options()
-    )
-    assert by_date.to_pyarrow_table(columns=["ticker"]).num_rows == 7983
 
 
 def test_lake_info_optimize_and_vacuum(
@@ -131,14 +126,13 @@ def test_lake_info_optimize_and_vacuum(
     assert info[6:] == ["last optimize:  never", "oldest version: 0"]
 
     # the load appended sorted files, one per partition: nothing to rewrite
-    nothing = "eod_prices: nothing to optimize\neod_by_date: nothing to optimize\n"
+    nothing = "eod_prices: nothing to optimize\n"
     assert run(loaded_local, "lake", "optimize").stdout == nothing
     # a merge into 1986 may leave it unsorted: only that partition is rewritten
     lake.write_bars(loaded_local, msft_bars.slice(0, 3), job_id="job-2", today=TODAY)
     first = run(loaded_local, "lake", "optimize")
     assert first.stdout == (
         "eod_prices: optimized 1 partition(s) 1986: 1 file(s) -> 1, 204 rows, version 3\n"
-        "eod_by_date: optimized 1 partition(s) 1986: 1 file(s) -> 1, 204 rows, version 3\n"
     )
     assert run(loaded_local, "lake", "optimize").stdout == nothing
 
@@ -166,8 +160,8 @@ def test_lake_info_optimize_and_vacuum(
     dry = run(loaded_local, "lake", "vacuum", "--retention-hours", "24", "--dry-run")
     assert (dry.returncode, dry.stdout) == (
         0,
-        "eod_prices: would delete 0 file(s)\neod_by_date: would delete 0 file(s)\n"
-        "eod_rejects: would delete 0 file(s)\ncorporate_actions: would delete 0 file(s)\n",
+        "eod_prices: would delete 0 file(s)\neod_rejects: would delete 0 file(s)\n"
+        "corporate_actions: would delete 0 file(s)\n",
     )
 
 
@@ -187,26 +181,24 @@ def test_vacuum_covers_every_table_and_orphans_and_says_what_it_deleted(
 ) -> None:
     lake.write_bars(loaded_local, msft_bars.slice(0, 3), job_id="job-2", today=TODAY)
     assert run(loaded_local, "lake", "optimize").returncode == 0
-    orphans = [_plant_orphan(loaded_local, n) for n in (lake.EOD_TABLE, lake.BY_DATE_TABLE)]
+    orphans = [_plant_orphan(loaded_local, lake.EOD_TABLE)]
     env_free = loaded_local.model_copy(update={"lake_min_vacuum_retention_hours": 0})
     first = run_with(env_free, "lake", "vacuum", "--retention-hours", "0")
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
     assert lines[-3:] == [
-        "eod_by_date: deleted 3 file(s)",
+        "eod_prices: deleted 3 file(s)",
         "eod_rejects: deleted 0 file(s)",
         "corporate_actions: deleted 0 file(s)",
     ]
-    assert "eod_prices: deleted 3 file(s)" in lines
     assert set(orphans) <= set(lines)
-    for name in (lake.EOD_TABLE, lake.BY_DATE_TABLE):
-        files = sorted(Path(loaded_local.table_uri(name)).rglob("*.parquet"))
-        assert len(files) == 32, name  # the live files, one per year
+    files = sorted(Path(loaded_local.table_uri(lake.EOD_TABLE)).rglob("*.parquet"))
+    assert len(files) == 32  # the live files, one per year
     again = run_with(env_free, "lake", "vacuum", "--retention-hours", "0")
     assert (again.returncode, again.stdout) == (
         0,
-        "eod_prices: deleted 0 file(s)\neod_by_date: deleted 0 file(s)\n"
-        "eod_rejects: deleted 0 file(s)\ncorporate_actions: deleted 0 file(s)\n",
+        "eod_prices: deleted 0 file(s)\neod_rejects: deleted 0 file(s)\n"
+        "corporate_actions: deleted 0 file(s)\n",
     )
     assert run(loaded_local, "sql", "select count(*) from eod").stdout == "7983\n"
 
@@ -262,3 +254,92 @@ def test_duckdb_init_prints_no_secret_and_works_in_a_plain_shell(
     assert con.execute(
         "select count(*) from eod_deltas where change_21 is not null"
     ).fetchone() == (7983 - 21,)
+
+
+def _files_of(settings: lake.LakeSettings, name: str) -> dict[str, int]:
+    """Every file under a table's folder (data and log) and its size, on disk or Azurite."""
+    if not settings.is_azure:
+        root = Path(settings.table_uri(name))
+        return {
+            p.relative_to(root).as_posix(): p.stat().st_size for p in root.rglob("*") if p.is_file()
+        }
+    from azure.storage.blob import BlobServiceClient
+
+    assert settings.lake_azure_connection_string is not None
+    service = BlobServiceClient.from_connection_string(
+        settings.lake_azure_connection_string.get_secret_value()
+    )
+    container, _, prefix = settings.root.split("://", 1)[1].partition("/")
+    blobs = service.get_container_client(container).list_blobs(f"{prefix}/{name}/")
+    return {b.name.removeprefix(f"{prefix}/{name}/"): int(b.size) for b in blobs}
+
+
+def _plant_legacy_by_date(settings: lake.LakeSettings) -> None:
+    """The date-ordered copy an older version kept next to eod_prices."""
+    from deltalake import write_deltalake
+
+    eod = DeltaTable(settings.table_uri(lake.EOD_TABLE), storage_options=settings.storage_options())
+    columns = ["ticker", "exchange_mic", "trade_date", "close", "adj_close", "volume", "period"]
+    rows = eod.to_pyarrow_table(columns=columns).sort_by("trade_date")
+    write_deltalake(
+        settings.table_uri("eod_by_date"),
+        rows,
+        partition_by=["period"],
+        configuration=lake.TABLE_CONFIGURATION,
+        storage_options=settings.storage_options(),
+    )
+
+
+def test_drop_by_date_deletes_the_legacy_table_and_nothing_else(
+    loaded: lake.LakeSettings,
+) -> None:
+    where = f"{loaded.root}/eod_by_date"
+    refused = run(loaded, "lake", "drop-by-date")
+    assert (refused.returncode, refused.stdout, refused.stderr) == (
+        1,
+        "",
+        f"error: refusing to delete {where} without --yes: `stockdata lake drop-by-date --yes`\n",
+    )
+    absent = run(loaded, "lake", "drop-by-date", "--yes")
+    assert (absent.returncode, absent.stdout, absent.stderr) == (
+        0,
+        "no eod_by_date table: nothing to do\n",
+        "",
+    )
+    quiet = run(loaded, "lake", "info")
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+
+    _plant_legacy_by_date(loaded)
+    eod_files = _files_of(loaded, lake.EOD_TABLE)
+    legacy = _files_of(loaded, "eod_by_date")
+    assert len(legacy) == 33  # one data file per year and the first commit
+    info = run(loaded, "lake", "info")
+    assert info.returncode == 0
+    assert info.stdout.splitlines()[:3] == [
+        f"table:          {loaded.table_uri(lake.EOD_TABLE)}",
+        "version:        1",
+        "rows:           7983",
+    ]
+    assert info.stderr == (
+        f"warning: a legacy eod_by_date table is still at {where} (nothing writes or reads it "
+        "now): delete it with `stockdata lake drop-by-date --yes`\n"
+    )
+    assert run(loaded, "lake", "drop-by-date").returncode == 1
+    assert _files_of(loaded, "eod_by_date") == legacy
+
+    dropped = run(loaded, "lake", "drop-by-date", "--yes")
+    assert (dropped.returncode, dropped.stdout, dropped.stderr) == (
+        0,
+        f"deleted the eod_by_date table at {where}: 33 file(s), {sum(legacy.values())} bytes "
+        "(data and log); eod_prices is untouched\n",
+        "",
+    )
+    assert _files_of(loaded, "eod_by_date") == {}
+    assert _files_of(loaded, lake.EOD_TABLE) == eod_files
+    assert run(loaded, "sql", "select count(*) from eod").stdout == "7983\n"
+    eod = DeltaTable(loaded.table_uri(lake.EOD_TABLE), storage_options=loaded.storage_options())
+    assert (eod.version(), eod.to_pyarrow_table(columns=["ticker"]).num_rows) == (1, 7983)
+    after = run(loaded, "lake", "info")
+    assert (after.returncode, after.stderr) == (0, "")
+    again = run(loaded, "lake", "drop-by-date", "--yes")
+    assert (again.returncode, again.stdout) == (0, "no eod_by_date table: nothing to do\n")

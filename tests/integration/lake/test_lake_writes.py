@@ -217,7 +217,7 @@ def test_checkpoints_are_written_every_20_commits(
     ]
 
 
-def test_cross_section_from_the_date_table_equals_eod_deltas(
+def test_cross_section_from_eod_equals_eod_deltas(
     lake_settings: lake.LakeSettings, msft_bars: pa.Table
 ) -> None:
     lake.write_bars(lake_settings, msft_bars, job_id="job-1", today=TODAY)

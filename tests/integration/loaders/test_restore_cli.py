@@ -1,5 +1,5 @@
-"""A restore is a first-class operation: both tables roll back together, the catalog learns
-which jobs lost their rows, and loading them again writes them again."""
+"""A restore is a first-class operation: eod_prices and corporate_actions roll back together,
+the catalog learns which jobs lost their rows, and loading them again writes them again."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _tickers(settings: lake.LakeSettings, name: str) -> Counter[str]:
     return Counter(table.to_pyarrow_table(columns=["ticker"]).column("ticker").to_pylist())
 
 
-def test_restore_rolls_both_tables_back_and_the_removed_job_loads_again(
+def test_restore_rolls_eod_prices_back_and_the_removed_job_loads_again(
     seeded: Engine, pg_url: str, samples: Path, tmp_path: Path
 ) -> None:
     lake_dir = tmp_path / "lake"
@@ -56,13 +56,12 @@ def test_restore_rolls_both_tables_back_and_the_removed_job_loads_again(
     goog_job = goog.stdout.split(":")[0].removeprefix("job ")
     both = Counter({"MSFT": 7983, "GOOG": 2148})
     assert _tickers(settings, lake.EOD_TABLE) == both
-    assert _tickers(settings, lake.BY_DATE_TABLE) == both
 
     restored = _stockdata("lake", "restore", "--version", str(version), **kw)
     assert restored.returncode == 0, restored.stderr
     assert re.fullmatch(
         rf"restored eod_prices to version {version}; now at version {version + 2}; "
-        "eod_by_date rebuilt to match; 2148 row\\(s\\) of 1 job\\(s\\) removed\n"
+        "2148 row\\(s\\) of 1 job\\(s\\) removed\n"
         f"job {goog_job}: rows removed, marked failed \\(restored-away\\)\n"
         "1 job\\(s\\) to load again: `stockdata ingest retry` \\(or `stockdata ingest load` "
         "the same file\\)\n",
@@ -71,7 +70,6 @@ def test_restore_rolls_both_tables_back_and_the_removed_job_loads_again(
     assert re.fullmatch(UUID, goog_job)
     only_msft = Counter({"MSFT": 7983})
     assert _tickers(settings, lake.EOD_TABLE) == only_msft
-    assert _tickers(settings, lake.BY_DATE_TABLE) == only_msft
     with catalog.session_scope(seeded) as session:
         job = catalog.get_job(session, goog_job)
         assert (job.status, job.error_code) == (catalog.JobStatus.FAILED, "restored-away")
@@ -82,7 +80,6 @@ def test_restore_rolls_both_tables_back_and_the_removed_job_loads_again(
         rf"job {goog_job}: 2148 rows written, 0 rejected, lake version \d+\n", again.stdout
     ), again.stdout
     assert _tickers(settings, lake.EOD_TABLE) == both
-    assert _tickers(settings, lake.BY_DATE_TABLE) == both
     with catalog.session_scope(seeded) as session:
         assert catalog.get_job(session, goog_job).status == catalog.JobStatus.SUCCEEDED
     # and a second load of the same file is a replay again
@@ -118,8 +115,8 @@ def test_restore_rolls_corporate_actions_back_to_the_same_moment(
     assert restored.returncode == 0, restored.stderr
     assert restored.stdout.splitlines() == [
         f"restored eod_prices to version {version}; now at version {version + 2}; "
-        "eod_by_date rebuilt to match; 2148 row(s) of 2 job(s) removed; corporate_actions "
-        "rolled back with it (1 action(s) removed)",
+        "2148 row(s) of 2 job(s) removed; corporate_actions rolled back with it "
+        "(1 action(s) removed)",
         *(f"job {j}: rows removed, marked failed (restored-away)" for j in removed_jobs),
         "2 job(s) to load again: `stockdata ingest retry` (or `stockdata ingest load` the "
         "same file)",

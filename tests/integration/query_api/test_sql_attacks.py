@@ -152,7 +152,7 @@ ATTACKS: list[tuple[str, str, tuple[int, str]]] = [
     ("pg_catalog view", "select * from pg_catalog.pg_settings", REFUSED),
     ("sqlite_master", "select * from sqlite_master", REFUSED),
     ("duckdb_tables view", "select * from duckdb_tables", REFUSED),
-    ("private table", "select * from eod_by_date", REFUSED),
+    ("unknown table (the retired eod_by_date)", "select * from eod_by_date", REFUSED),
     ("time travel", "select * from eod at (version => 1)", REFUSED),
     # -- SHOW / DESCRIBE / SUMMARIZE, settings and system functions -----------------------
     ("show tables", "from (show all tables)", REFUSED),
@@ -177,7 +177,7 @@ ATTACKS: list[tuple[str, str, tuple[int, str]]] = [
         "select * from query('select * from read_text(''/etc/passwd'')')",
         REFUSED,
     ),
-    ("query_table", "select * from query_table('eod_by_date')", REFUSED),
+    ("query_table", "select * from query_table('eod')", REFUSED),
     ("serialized sql", "select * from json_execute_serialized_sql('{}')", REFUSED),
     ("which_secret", "select * from which_secret('s3://x', 's3')", REFUSED),
     ("pg function", "select pg_catalog.pg_get_viewdef('eod')", REFUSED),
