@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +32,7 @@ from lake._settings import LakeSettings
 from lake._write import RetryPolicy, _commit_with_retry, open_table, write_rejects
 from stockdata.errors import InvalidInputError
 from stockdata.logs import get_logger
+from stockdata.symbols import SYMBOL_PATTERN
 
 log = get_logger(__name__)
 
@@ -41,6 +43,8 @@ ACTION_INPUT_SCHEMA = pa.schema(
 _REQUIRED = ("ticker", "exchange_mic", "ex_date", "kind")
 #: The value columns a re-fetch may correct; a row whose values all match is not rewritten.
 _VALUES = ("ratio", "amount", "currency", "new_symbol", "declared_date", "source")
+#: The API's symbol rule (stockdata.symbols): an action no route could ask for is refused.
+_SYMBOL = re.compile(SYMBOL_PATTERN)
 #: An ex-date this far past today is a typo, not an announcement.
 _MAX_DAYS_AHEAD = 400
 
@@ -74,6 +78,10 @@ def _reason(row: dict[str, object], today: dt.date) -> str | None:
     kind, ratio, amount = row["kind"], row["ratio"], row["amount"]
     if not row["ticker"] or not row["exchange_mic"] or row["ex_date"] is None:
         return "ticker, exchange_mic and ex_date are required"
+    for field in ("ticker", "new_symbol"):
+        value = row[field]
+        if value is not None and not _SYMBOL.fullmatch(str(value)):
+            return f"{field} {value!r} is not a ticker symbol (1-32 letters, digits, '.', '-')"
     if kind not in ACTION_KINDS:
         return f"unknown kind {kind!r}: one of {', '.join(ACTION_KINDS)}"
     ex = row["ex_date"]

@@ -269,11 +269,19 @@ def test_an_actions_file_loads_once_and_a_corrected_file_writes_the_change(
 
     path.write_text(
         header + rows + "MSFT,2017-11-15,dividend,,0.42,USD\nMSFT,2018-01-01,bonus,,,\n"
+        "A B/C,2018-01-02,split,2,,\n"
     )
     fixed = ingest("actions", "--file", str(path), "--exchange", "XNAS",
                    pg_url=pg_url, home=tmp_path, lake_dir=lake_dir)  # fmt: skip
     assert fixed.returncode == 0, fixed.stderr
-    assert re.fullmatch(rf"job {UUID}: 1 action\(s\) written, 1 rejected, .*\n", fixed.stdout)
+    assert re.fullmatch(rf"job {UUID}: 1 action\(s\) written, 2 rejected, .*\n", fixed.stdout)
+    rejects = lake.open_table(lake.LakeSettings(lake_uri=str(lake_dir)), lake.REJECTS_TABLE)
+    assert rejects is not None
+    reasons = rejects.to_pyarrow_table().column("reason")
+    assert sorted(reasons.to_pylist()) == [
+        "action: ticker 'A B/C' is not a ticker symbol (1-32 letters, digits, '.', '-')",
+        "action: unknown kind 'bonus': one of split, stock_dividend, dividend, symbol_change",
+    ]
     assert _actions(lake_dir)[-1] == ("MSFT", dt.date(2017, 11, 15), "dividend", None, 0.42, "file")
     assert len(_actions(lake_dir)) == 10
 
