@@ -91,11 +91,13 @@
   }, 1);
   chart.panes()[1].setHeight(90);
 
-  var state = { symbol: null, exchange: null, range: "1Y", adjust: "none", load: 0 };
+  var state = { symbol: null, exchange: null, range: "1Y", adjust: "none", asOf: null, load: 0 };
   window.explorer = { firstRenderMs: null, loads: 0 };
 
-  // The basis of every chart request, so the bars and the range's change share it.
-  function priceParams() { return { adjust: state.adjust }; }
+  // The basis of every chart request, so the bars and the range's change share it; "as of"
+  // (adjust_as_of) bounds it to the actions known on that day and needs a basis.
+  function asOf() { return state.adjust === "none" ? null : state.asOf; }
+  function priceParams() { return { adjust: state.adjust, adjust_as_of: asOf() }; }
 
   function fetchPages(symbol, params) {
     var rows = [];
@@ -164,7 +166,7 @@
     }));
     chart.timeScale().fitContent();
     $("chart-legend").textContent = [symbol, exchange, range === "MAX" ? "Max" : range,
-      BASES[basis] || basis].filter(Boolean).join(" · ");
+      BASES[basis] || basis, asOf() && "as of " + asOf()].filter(Boolean).join(" · ");
     var first = bars[0], last = bars[bars.length - 1];
     if (!last) {
       $("last-close").textContent = "–"; $("last-date").textContent = "";
@@ -198,6 +200,7 @@
     if (exchange) h.set("exchange", exchange);
     h.set("range", range || state.range);
     if (state.adjust !== "none") h.set("adjust", state.adjust);
+    if (asOf()) h.set("adjust_as_of", asOf());
     return "#" + h.toString();
   }
   function go(symbol, exchange, range) { location.hash = hashFor(symbol, exchange, range); }
@@ -209,7 +212,11 @@
     state.exchange = h.get("exchange");
     state.range = RANGES.hasOwnProperty(h.get("range")) ? h.get("range") : "1Y";
     state.adjust = BASES.hasOwnProperty(h.get("adjust")) ? h.get("adjust") : "none";
+    var day = h.get("adjust_as_of");
+    state.asOf = day && /^\d{4}-\d{2}-\d{2}$/.test(day) ? day : null;
     $("basis").value = state.adjust;
+    $("asof").value = state.asOf || "";
+    $("asof").disabled = state.adjust === "none";
     loadChart();
   }
   window.addEventListener("hashchange", fromHash);
@@ -219,6 +226,11 @@
   });
   $("basis").addEventListener("change", function () {
     state.adjust = $("basis").value;
+    $("asof").disabled = state.adjust === "none";
+    if (state.symbol) go(state.symbol, state.exchange, state.range);
+  });
+  $("asof").addEventListener("change", function () {
+    state.asOf = $("asof").value || null;
     if (state.symbol) go(state.symbol, state.exchange, state.range);
   });
 

@@ -453,6 +453,26 @@ def test_explorer_basis_selector_adjusts_the_chart_and_the_movers(
         expect(page.locator("#basis")).to_have_value("splits")
         expect(page.locator("#last-close")).to_have_text("0.3361")
 
+        # As of the day before the ex-date the split was not known yet: prices as traded.
+        expect(page.locator("#asof")).to_be_enabled()
+        day_before = re.compile(r"/v1/eod/SYN0001\?.*adjust_as_of=2015-12-16")
+        with page.expect_request(day_before) as asof:
+            page.fill("#asof", "2015-12-16")
+        assert "adjust=splits" in asof.value.url
+        expect(body).to_have_attribute("data-chart", "SYN0001|XNYS|1M|5")
+        expect(page.locator("#chart-legend")).to_have_text(
+            "SYN0001 · XNYS · 1M · split-adjusted · as of 2015-12-16"
+        )
+        expect(page.locator("#last-close")).to_have_text("0.6722")
+        assert "adjust_as_of=2015-12-16" in page.url
+        page.fill("#asof", "2015-12-17")  # the ex-date: known
+        expect(body).to_have_attribute("data-chart", "SYN0001|XNYS|1M|6")
+        expect(page.locator("#last-close")).to_have_text("0.3361")
+        page.select_option("#basis", "none")  # as traded takes no as-of
+        expect(body).to_have_attribute("data-chart", "SYN0001|XNYS|1M|7")
+        expect(page.locator("#asof")).to_be_disabled()
+        assert "adjust_as_of" not in page.url
+
         # Movers keep their route's default (splits) unless a basis is picked for them.
         page.select_option("#movers-order", "losers")
         with page.expect_request(re.compile(r"/v1/movers\?")) as movers:
