@@ -8,17 +8,25 @@ a point lookup, a one-year range, one date for every ticker, a 21-session delta 
 each with every basis in the same run, interleaved so machine noise hits all alike. Also
 times the DuckDB fallback (no serving form) for the point lookup and movers, and the
 one-off cost of building the factors (once per lake or actions version).
+
+Then the same reads over HTTP, as users see them: `stockdata serve` at its defaults on
+loopback, (1) one request at a time on one keep-alive connection, `none` and `all` of the
+same random key back to back (both miss the response cache), and (2) wrk at 16
+connections over random keys, `none` and `all` runs alternated. Needs `wrk` on PATH.
 Target (issue 14): `all` within 10% of `none`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import random
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
@@ -26,6 +34,7 @@ import pyarrow.compute as pc
 import lake
 from bench._data import DATA, DATE_FROM, DATE_TO, cache_key, synthetic
 from bench._report import write_section
+from bench.run_api import CONNECTIONS, Server, _lua, wrk
 from query_api import ApiSettings
 from query_api._data import Adjust, EodStore
 
@@ -175,6 +184,86 @@ def _store(settings: lake.LakeSettings, *, serving: bool) -> EodStore:
     return store
 
 
+#: HTTP reads: route template by name ({t} ticker, {d} date).
+HTTP_READS = {
+    "point lookup": "/v1/eod/{t}?date={d}&exchange=XNYS",
+    "one-year range": "/v1/eod/{t}?from={y}&to={d}&exchange=XNYS&limit=1000",
+    "21-session delta": "/v1/eod/{t}/delta?days=21&date={d}&exchange=XNYS",
+    "movers (21 sessions)": "/v1/movers?date={d}&days=21&limit=10",
+}
+
+
+def _path(template: str, t: str, d: dt.date, basis: str) -> str:
+    y = d - dt.timedelta(days=365)
+    return template.format(t=t, d=d.isoformat(), y=y.isoformat()) + f"&adjust={basis}"
+
+
+def _http(
+    settings: lake.LakeSettings, keys: list[tuple[str, dt.date]], dates: list[dt.date]
+) -> dict[str, dict[str, float]]:
+    """Per read: sequential p50 (ms) of none and all, interleaved per key; wrk req/s and p50
+    at 16 connections, none and all alternated twice."""
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-adjust-") as work:
+        server = Server(settings, server="granian", workdir=Path(work))
+        try:
+            server.wait_ready(index=True)
+            for read, template in HTTP_READS.items():
+                # a fresh keep-alive connection per read: the server closes idle ones
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+                pool = [(t, d) for t, d in keys if read != "movers (21 sessions)" or d >= dates[30]]
+                if read == "movers (21 sessions)":
+                    pool = [("", d) for d in dates[30:]]
+                times: dict[str, list[float]] = {"none": [], "all": []}
+                for t, d in pool[:1500]:
+                    for basis in ("none", "all"):
+                        t0 = time.perf_counter()
+                        conn.request("GET", _path(template, t, d, basis))
+                        resp = conn.getresponse()
+                        resp.read()
+                        times[basis].append((time.perf_counter() - t0) * 1000)
+                        if resp.status != 200:
+                            raise RuntimeError(f"{read} {basis}: HTTP {resp.status}")
+                conn.close()
+                got = {f"seq_{b}": sorted(v)[len(v) // 2] for b, v in times.items()}
+                # disjoint key slices per run (and a fifth to warm up both bases): the
+                # response cache never answers a run from an earlier run's keys
+                slices = [pool[i::5] for i in range(5)]
+
+                def script(
+                    b: str, keys: list[tuple[str, dt.date]], tag: str, template: str = template
+                ) -> Path:
+                    paths = [_path(template, t, d, b) for t, d in keys]
+                    return _lua(paths, Path(work) / f"{tag}-{b}.lua")
+
+                for b in ("none", "all"):
+                    wrk(
+                        server.port,
+                        script(b, slices[4], "warm"),
+                        connections=CONNECTIONS,
+                        duration="2s",
+                    )
+                rps: dict[str, list[float]] = {"none": [], "all": []}
+                p50s: dict[str, list[float]] = {"none": [], "all": []}
+                for r in range(2):
+                    order = ("none", "all") if r == 0 else ("all", "none")
+                    for i, b in enumerate(order):
+                        run = script(b, slices[2 * r + i], f"r{r}")
+                        res = wrk(server.port, run, connections=CONNECTIONS, duration="6s")
+                        if res["non2xx"]:
+                            raise RuntimeError(f"{read} {b}: {res['non2xx']:.0f} non-2xx")
+                        rps[b].append(res["rps"])
+                        p50s[b].append(res["p50"])
+                for b in ("none", "all"):
+                    got[f"rps_{b}"] = sum(rps[b]) / len(rps[b])
+                    got[f"p50_{b}"] = sum(p50s[b]) / len(p50s[b])
+                out[read] = got
+                print(read, "http", {k: round(v, 3) for k, v in got.items()}, flush=True)
+        finally:
+            server.stop()
+    return out
+
+
 def main() -> None:
     n = _tickers()
     settings = _lake(n)
@@ -183,6 +272,10 @@ def main() -> None:
     rows = int(con.execute("SELECT count(*) FROM eod").fetchone()[0])  # type: ignore[index]
     kinds = dict(con.execute("SELECT kind, count(*) FROM corporate_actions GROUP BY 1").fetchall())
     keys = con.execute("SELECT ticker, trade_date FROM eod USING SAMPLE 3000 ROWS").fetchall()
+    cold = con.execute(
+        "SELECT ticker, trade_date FROM eod WHERE trade_date >= DATE '2006-01-01' "
+        "USING SAMPLE 100000 ROWS"
+    ).fetchall()
     con.close()
     dates = sorted({d for _, d in keys})
     rng = random.Random(3)
@@ -234,6 +327,52 @@ def main() -> None:
         f"`action_factors` view: {build['serving']:.2f} s (serving engine's store), "
         f"{build['duckdb']:.2f} s (DuckDB engine's). The `serving` rows are the production "
         "defaults; the `duckdb` rows are the fallback while a form is being published.",
+    ]
+    web = _http(settings, cold, sorted({d for _, d in cold}))
+    lines += [
+        "",
+        "Over HTTP (`stockdata serve` at its defaults, granian, loopback): sequential = one "
+        "keep-alive connection, `none` then `all` of the same random key, 1,500 keys per read "
+        "(distinct keys: the response cache seldom answers), p50 ms; wrk = "
+        f"{CONNECTIONS} connections, random keys from a disjoint fifth of 100,000 per run "
+        "(so no run is answered from an earlier run's cache), `none`/`all` then `all`/`none`, "
+        "6 s each, mean req/s.",
+        "",
+        "| read | sequential none ms | all ms | all / none | wrk none req/s | all req/s | "
+        "none / all |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for read, got in web.items():
+        seq = got["seq_all"] / got["seq_none"]
+        thr = got["rps_none"] / got["rps_all"]
+        lines.append(
+            f"| {read} | {got['seq_none']:.3f} | {got['seq_all']:.3f} | {seq:.2f}"
+            f"{'' if seq <= 1.10 else ' (missed)'} | {got['rps_none']:,.0f} | "
+            f"{got['rps_all']:,.0f} | {thr:.2f}{'' if thr <= 1.10 else ' (missed)'} |"
+        )
+    missed = [
+        f"{read} ({how})"
+        for read, got in web.items()
+        for how, ratio in (
+            ("one at a time", got["seq_all"] / got["seq_none"]),
+            ("16 connections", got["rps_none"] / got["rps_all"]),
+        )
+        if ratio > 1.10
+    ]
+    lines += [
+        "",
+        (
+            "**Over HTTP the target is met** on every read."
+            if not missed
+            else f"**Over HTTP the target is met except for: {', '.join(missed)}.**"
+        )
+        + " In process (the first table, the store call alone) it is missed: 1.2-1.8x of a "
+        "9-850 µs call, since the factor lookup (one `searchsorted` of the rows' (series, "
+        "day) keys over every action), the gather and the rounding pass are a fixed few "
+        "microseconds per row set. Over HTTP the rest of a request dwarfs that, except where "
+        "the answer itself grows: adjusted prices carry up to 10 decimals, so an adjusted "
+        "one-year range is a longer JSON body to encode than the as-traded one (16% more bytes "
+        "over 200 random ranges of this lake, measured when this text was written).",
     ]
     write_section(f"Adjustment cost ({n:,} tickers)", "\n".join(lines))
 
