@@ -202,18 +202,32 @@ def actions_version(settings: LakeSettings) -> int | None:
 
 
 def _changed(existing: pa.Table, batch: pa.Table) -> pa.Table:
-    """Rows of `batch` that are new or whose values differ from the stored row."""
-    if existing.num_rows == 0:
+    """Rows of `batch` that are new or whose values differ from the stored row (a join on
+    the key, not a pass over every stored action: a daily write of a few actions into a
+    table of hundreds of thousands stays a few milliseconds)."""
+    if existing.num_rows == 0 or batch.num_rows == 0:
         return batch
-    stored = {
-        tuple(r[k] for k in ACTION_KEY): tuple(r[v] for v in _VALUES)
-        for r in existing.select([*ACTION_KEY, *_VALUES]).to_pylist()
-    }
-    mask = [
-        stored.get(tuple(r[k] for k in ACTION_KEY)) != tuple(r[v] for v in _VALUES)
-        for r in batch.select([*ACTION_KEY, *_VALUES]).to_pylist()
-    ]
-    return batch.filter(pa.array(mask, pa.bool_()))
+    tickers = pc.unique(batch.column("ticker"))
+    stored = existing.filter(pc.is_in(existing.column("ticker"), value_set=tickers))
+    if stored.num_rows == 0:
+        return batch
+    left = batch.select([*ACTION_KEY, *_VALUES]).append_column(
+        "_row", pa.array(np.arange(batch.num_rows, dtype=np.int64))
+    )
+    right = stored.select([*ACTION_KEY, *_VALUES]).rename_columns(
+        [*ACTION_KEY, *(f"_stored_{v}" for v in _VALUES)]
+    )
+    right = right.append_column("_found", pa.array(np.ones(right.num_rows, dtype=np.bool_)))
+    joined = left.join(right, keys=list(ACTION_KEY), join_type="left outer")
+    same = pc.fill_null(joined.column("_found"), False)
+    for v in _VALUES:
+        new, old = joined.column(v), joined.column(f"_stored_{v}")
+        equal = pc.or_(
+            pc.and_(pc.is_null(new), pc.is_null(old)), pc.fill_null(pc.equal(new, old), False)
+        )
+        same = pc.and_(same, equal)
+    rows = pc.filter(joined.column("_row"), pc.invert(same)).to_numpy()
+    return batch.take(pa.array(np.sort(rows), pa.int64()))
 
 
 def write_actions(
@@ -235,10 +249,18 @@ def write_actions(
     if good.num_rows == 0:
         return 0, rejects.num_rows
     written = 0
+    # Only stored rows within the batch's ex-date span can share a key with it: reads and the
+    # merge skip every file whose ex_date stats lie outside (a daily write touches the
+    # newest files, not the whole history).
+    first, last = (v.as_py() for v in pc.min_max(good.column("ex_date")).values())
+    span = (pc.field("ex_date") >= pa.scalar(first, pa.date32())) & (
+        pc.field("ex_date") <= pa.scalar(last, pa.date32())
+    )
+    box = f"t.ex_date >= CAST('{first}' AS DATE) AND t.ex_date <= CAST('{last}' AS DATE)"
 
     def merge(table: DeltaTable, props: CommitProperties) -> dict[str, int]:
         nonlocal written
-        existing = table.to_pyarrow_table().cast(ACTION_SCHEMA)
+        existing = table.to_pyarrow_dataset().to_table(filter=span).cast(ACTION_SCHEMA)
         fresh = _changed(existing, good)
         written = fresh.num_rows
         if written == 0:
@@ -249,7 +271,7 @@ def write_actions(
         batch = batch.append_column(
             "ingested_at", pa.array(stamp, pa.timestamp("us", tz="UTC"))
         ).select(ACTION_SCHEMA.names)
-        on = " AND ".join(f"t.{k} = s.{k}" for k in ACTION_KEY)
+        on = " AND ".join([*(f"t.{k} = s.{k}" for k in ACTION_KEY), box])
         result = (
             table.merge(
                 batch.cast(ACTION_SCHEMA),
