@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import random
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -33,6 +32,7 @@ from lake._schema import (
 )
 from lake._settings import Granularity, LakeSettings
 from lake._validate import RowCheck, validate
+from stockdata.backoff import backoff_delay
 from stockdata.errors import TransientError
 from stockdata.logs import get_logger
 
@@ -74,7 +74,8 @@ class RetryPolicy:
     max_seconds: float = 2.0
 
     def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.max_seconds, self.base_seconds * 2**attempt))  # noqa: S311
+        """Full jitter (many writers retry at once: spread them out), capped."""
+        return backoff_delay(attempt, base=self.base_seconds, cap=self.max_seconds)
 
 
 def period_of(dates: pa.ChunkedArray | pa.Array, granularity: Granularity) -> pa.Array:
