@@ -72,18 +72,7 @@ def load_file(
         exchange=exchange_name,
         provider_options=options,
     )
-    try:
-        result = runner.run(message)
-    except PermanentError as exc:
-        with catalog.session_scope(engine) as session:
-            catalog.mark_job_finished_with_error(
-                session,
-                job_id,
-                status=catalog.JobStatus.FAILED,
-                error_code=exc.code,
-                error=exc.message,
-            )
-        raise
+    result = _run_in_process(runner, message, engine)
     with catalog.session_scope(engine) as session:
         catalog.upsert_tickers(session, [{"exchange_mic": mic, "symbol": ticker}])
         catalog.record_ingested_ranges(session, mic, result.ticker_ranges)
@@ -141,16 +130,21 @@ def load_actions_file(
         tickers=(),
         provider_options=options,
     )
+    result = _run_in_process(runner, message, engine)
+    return LoadResult(job_id=job_id, result=result)
+
+
+def _run_in_process(runner: JobRunner, message: JobMessage, engine: Engine) -> JobResult:
+    """Run a job here (no queue); a permanent failure marks it failed before it is raised."""
     try:
-        result = runner.run(message)
+        return runner.run(message)
     except PermanentError as exc:
         with catalog.session_scope(engine) as session:
             catalog.mark_job_finished_with_error(
                 session,
-                job_id,
+                uuid.UUID(message.job_id),
                 status=catalog.JobStatus.FAILED,
                 error_code=exc.code,
                 error=exc.message,
             )
         raise
-    return LoadResult(job_id=job_id, result=result)

@@ -22,6 +22,7 @@ import click
 import catalog
 import lake
 import loaders
+from loaders._messages import JobKind
 from stockdata.cli import _context
 from stockdata.errors import ConfigurationError, InvalidInputError
 from stockdata.logs import get_logger
@@ -228,8 +229,9 @@ def work(
 class _Progress:
     """A progress bar with rows/s and ETA on a terminal, log lines otherwise."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, *, label: str = "backfill") -> None:
         self.total = total
+        self.label = label
         self.done = 0
         self.rows = 0
         self.started = time.monotonic()
@@ -238,7 +240,7 @@ class _Progress:
         if sys.stderr.isatty():
             self._bar = click.progressbar(
                 length=total,
-                label="backfill",
+                label=label,
                 show_eta=True,
                 show_pos=True,
                 file=sys.stderr,
@@ -298,17 +300,43 @@ def backfill(
     concurrency: int,
 ) -> None:
     """Enqueue a backfill as (ticker batch x year) jobs; --inline also works them off."""
+    _backfill(
+        "backfill",
+        provider=provider,
+        tickers=tickers,
+        mic=mic,
+        date_from=date_from,
+        date_to=date_to,
+        batch_size=batch_size,
+        inline=inline,
+        concurrency=concurrency,
+    )
+
+
+def _backfill(
+    kind: JobKind,
+    *,
+    provider: str,
+    tickers: list[str] | None,
+    mic: str | None,
+    date_from: dt.date,
+    date_to: dt.date | None,
+    batch_size: int | None,
+    inline: bool,
+    concurrency: int,
+) -> None:
+    """Enqueue the jobs of a backfill of `kind` (bars, or actions alone) and, with `inline`,
+    work them off here with a progress bar."""
     if not tickers and not mic:
         raise click.UsageError("pass --tickers A,B or --exchange MIC")
     batch_size = loaders.check_batch_size(provider, batch_size)
-    symbols = tickers or None
     engine = _context.engine()
     _controller_ready(provider)
     make = _worker_factory(providers=[provider]) if inline else None
     if mic is None:
-        assert symbols is not None
+        assert tickers
         with catalog.session_scope(engine) as session:
-            mic = catalog.get_ticker(session, symbols[0]).exchange.mic
+            mic = catalog.get_ticker(session, tickers[0]).exchange.mic
     jobs = loaders.enqueue_backfill(
         engine,
         _queue(),
@@ -316,13 +344,16 @@ def backfill(
         exchange_mic=mic,
         date_from=date_from,
         date_to=date_to or dt.date.today(),
-        tickers=symbols,
+        tickers=tickers or None,
         batch_size=batch_size,
+        kind=kind,
     )
-    click.echo(_enqueued(jobs, "in the backfill"))
+    click.echo(
+        _enqueued(jobs, "in the backfill" if kind == "backfill" else f"in the {kind} backfill")
+    )
     if make is None:
         return
-    progress = _Progress(sum(j.sent for j in jobs))
+    progress = _Progress(sum(j.sent for j in jobs), label=kind)
 
     def make_reporting(stop: threading.Event) -> loaders.Worker:
         worker = make(stop)
@@ -434,33 +465,17 @@ def actions(
     assert provider is not None
     if date_from is None:
         raise click.UsageError("--from is required with --provider")
-    if not tickers and not mic:
-        raise click.UsageError("pass --tickers A,B or --exchange MIC")
-    batch_size = loaders.check_batch_size(provider, batch_size)
-    engine = _context.engine()
-    _controller_ready(provider)
-    make = _worker_factory(providers=[provider]) if inline else None
-    if mic is None:
-        assert tickers
-        with catalog.session_scope(engine) as session:
-            mic = catalog.get_ticker(session, tickers[0]).exchange.mic
-    jobs = loaders.enqueue_backfill(
-        engine,
-        _queue(),
+    _backfill(
+        "actions",
         provider=provider,
-        exchange_mic=mic,
+        tickers=tickers,
+        mic=mic,
         date_from=date_from,
-        date_to=date_to or dt.date.today(),
-        tickers=tickers or None,
+        date_to=date_to,
         batch_size=batch_size,
-        kind="actions",
+        inline=inline,
+        concurrency=concurrency,
     )
-    click.echo(_enqueued(jobs, "in the actions backfill"))
-    if make is None:
-        return
-    with _stop_on_sigterm() as stop:
-        stats = loaders.run_workers(make, concurrency=concurrency, until_empty=True, stop=stop)
-    _finish(stats)
 
 
 def _load_actions(file: Path, mic: str | None) -> None:
