@@ -86,7 +86,7 @@ def export(
     from query_api._respond import encode_batches
 
     mic = exchange.upper() if exchange else None
-    store = EodStore(LakeSettings(), ApiSettings(api_hot_index=False, api_lake_poll_seconds=0))
+    store = EodStore(LakeSettings(), ApiSettings(api_serving=False, api_lake_poll_seconds=0))
     try:
         version = store.current_version()
         streams = []

@@ -7,10 +7,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
 import lake
+from tests.integration.query_api.conftest import bars_table
 
 MSFT_ROWS = 7_983
 GOOG_ROWS = 2_148
@@ -40,6 +42,20 @@ def test_export_one_ticker_to_parquet(sample_lake: lake.LakeSettings, tmp_path: 
     assert table.column("date")[0].as_py().isoformat() == "1986-03-13"
     assert table.column("close")[MSFT_ROWS - 1].as_py() == 83.87
     assert list(tmp_path.glob(".*partial")) == []
+
+
+def test_export_reads_the_lake_and_builds_no_serving_form(
+    tmp_path: Path, msft_rows: list[dict[str, Any]]
+) -> None:
+    """An export streams from DuckDB over Delta; it never publishes (and holds in memory) a
+    serving form of the whole lake as an API process would."""
+    settings = lake.LakeSettings(lake_uri=str(tmp_path / "lake"))
+    lake.write_bars(settings, bars_table("MSFT", msft_rows), job_id="export-msft")
+    out = tmp_path / "all.parquet"
+    done = run(settings, tmp_path, str(out))
+    assert (done.returncode, done.stderr) == (0, "")
+    assert pq.read_table(out).num_rows == MSFT_ROWS
+    assert not settings.serving_root.exists()
 
 
 def test_export_range_and_exchange_to_csv(sample_lake: lake.LakeSettings, tmp_path: Path) -> None:
