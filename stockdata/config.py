@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -51,6 +51,17 @@ class StockdataSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STOCKDATA_", extra="ignore", frozen=True, validate_default=True
     )
+
+    def __init__(self, **values: Any) -> None:
+        # Environment variables of other settings classes share the prefix and are ignored;
+        # a keyword argument is code, and a misspelt or renamed one is a bug, not a default
+        # (`api_hot_index=False` once silently made every export build a serving form).
+        unknown = sorted(
+            k for k in values if not k.startswith("_") and k not in type(self).model_fields
+        )
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no setting(s) {', '.join(unknown)}")
+        super().__init__(**values)
 
     home: Path = Field(
         default=Path(".stockdata"),

@@ -50,3 +50,15 @@ def test_env_prefix_and_malformed_values(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("STOCKDATA_DATABASE_POOL_SIZE", "0")
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         DatabaseSettings()
+
+
+def test_a_misspelt_setting_in_code_is_an_error_not_a_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from query_api import ApiSettings
+
+    with pytest.raises(TypeError, match=r"^ApiSettings has no setting\(s\) api_hot_index$"):
+        ApiSettings(api_hot_index=False)
+    # other classes' variables share the prefix: the environment stays forgiving
+    monkeypatch.setenv("STOCKDATA_QUEUE_NAME", "elsewhere")
+    assert ApiSettings(api_serving=False).api_serving is False
