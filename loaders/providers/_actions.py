@@ -84,20 +84,26 @@ def split_ratio(text: Any) -> float | None:
     return to_float(text)
 
 
-def actions_of_bars(
-    provider: Any,
-    symbols: Sequence[str],
-    *,
-    exchange_mic: str,
-    date_from: dt.date,
-    date_to: dt.date,
-) -> pa.Table:
-    """The actions a provider carries on its bars, by fetching the bars of the range."""
-    bars = provider.fetch_bars(
-        list(symbols), exchange_mic=exchange_mic, date_from=date_from, date_to=date_to
-    )
-    table: pa.Table = actions_from_bars(bars)
-    return table
+class ActionsOnBars:
+    """`fetch_actions` for a provider whose bars carry its splits and dividends: the actions
+    on the bars of the range (one fetch of the bars, no endpoint of its own)."""
+
+    #: bar jobs record these actions as they write the bars: no extra call
+    actions_on_bars = True
+
+    def fetch_actions(
+        self,
+        symbols: Sequence[str],
+        *,
+        exchange_mic: str,
+        date_from: dt.date,
+        date_to: dt.date,
+    ) -> pa.Table:
+        bars = self.fetch_bars(  # type: ignore[attr-defined]
+            list(symbols), exchange_mic=exchange_mic, date_from=date_from, date_to=date_to
+        )
+        table: pa.Table = actions_from_bars(bars)
+        return table
 
 
 def not_in_plan(exc: CredentialError) -> bool:

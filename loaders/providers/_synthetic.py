@@ -9,12 +9,12 @@ from typing import Any
 import pyarrow as pa
 
 from loaders._provider_settings import ProviderSettings
-from loaders.providers._actions import actions_of_bars
+from loaders.providers._actions import ActionsOnBars
 from loaders.providers._base import register
 
 
 @register("synthetic")
-class SyntheticProvider:
+class SyntheticProvider(ActionsOnBars):
     """Bars from `lake.synthetic_bars` on every session of the exchange; no network.
 
     Options: `seed` (default 0), `tickers` (what `list_tickers` reports, e.g. for seeding).
@@ -23,8 +23,6 @@ class SyntheticProvider:
     name = "synthetic"
     #: measured in bench/run_loaders.py (500/1000/2500)
     max_symbols_per_job = 2500
-    #: the generator puts `split_factor` and `dividend` on its bars
-    actions_on_bars = True
 
     def __init__(
         self,
@@ -55,19 +53,6 @@ class SyntheticProvider:
             source=self.name,
         )
         return table
-
-    def fetch_actions(
-        self,
-        symbols: Sequence[str],
-        *,
-        exchange_mic: str,
-        date_from: dt.date,
-        date_to: dt.date,
-    ) -> pa.Table:
-        """The splits and dividends on the bars of the range (the generator's `split_factor`, `dividend`)."""
-        return actions_of_bars(
-            self, symbols, exchange_mic=exchange_mic, date_from=date_from, date_to=date_to
-        )
 
     def list_exchanges(self) -> list[dict[str, Any]]:
         return []

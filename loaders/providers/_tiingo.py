@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from loaders._http import HttpClient, Reply
 from loaders._provider_settings import ProviderSettings
-from loaders.providers._actions import actions_of_bars
+from loaders.providers._actions import ActionsOnBars
 from loaders.providers._arrow import empty_bars, json_bars, unique
 from loaders.providers._base import register
 from stockdata.errors import CredentialError, PermanentError, TransientError
@@ -63,14 +63,12 @@ FIELDS: dict[str, str] = {
 
 
 @register("tiingo")
-class TiingoProvider:
+class TiingoProvider(ActionsOnBars):
     """Tiingo end-of-day prices; the token travels in the Authorization header, never the URL."""
 
     name = "tiingo"
     #: a per-symbol endpoint: 100 calls per job
     max_symbols_per_job = 100
-    #: prices carry `splitFactor` and `divCash`
-    actions_on_bars = True
 
     def __init__(
         self,
@@ -120,19 +118,6 @@ class TiingoProvider:
         table = pa.concat_tables(tables) if tables else empty_bars()
         log.info("provider_fetched", provider=self.name, symbols=len(symbols), rows=table.num_rows)
         return table
-
-    def fetch_actions(
-        self,
-        symbols: Sequence[str],
-        *,
-        exchange_mic: str,
-        date_from: dt.date,
-        date_to: dt.date,
-    ) -> pa.Table:
-        """The splits and dividends on the bars of the range (`splitFactor`, `divCash`)."""
-        return actions_of_bars(
-            self, symbols, exchange_mic=exchange_mic, date_from=date_from, date_to=date_to
-        )
 
     def list_exchanges(self) -> list[dict[str, Any]]:
         raise PermanentError(
