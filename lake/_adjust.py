@@ -115,6 +115,18 @@ class _SeriesFactors:
 
 
 @dataclass(frozen=True, slots=True)
+class _Dated:
+    """Every (series, ex-date) key under one basis, ordered by ex day: its day, series id
+    and own factor; and per series id (a trailing 1 for id -1) the product of its factors
+    below 1, a lower bound of any bar's factor."""
+
+    days: IntArray
+    sids: IntArray
+    own: FloatArray
+    lowest: FloatArray
+
+
+@dataclass(frozen=True, slots=True)
 class Adjustment:
     """Every action's factors, by series and ex-date, ready to apply to any rows.
 
@@ -137,6 +149,8 @@ class Adjustment:
     #: per series id: its keys' day numbers and cumulative factors as Python lists (built
     #: on first use: a point lookup then costs two `bisect` calls, no numpy)
     _series: dict[int, _SeriesFactors] = field(default_factory=dict, repr=False, compare=False)
+    #: per basis: `_Dated` (built on first use by `window_ratio`)
+    _dated: dict[str, _Dated] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def empty(self) -> bool:
@@ -166,6 +180,48 @@ class Adjustment:
             )
             self._series[sid] = cached
         return cached
+
+    def _dated_of(self, basis: Basis) -> _Dated:
+        cached = self._dated.get(basis)
+        if cached is None:
+            cum = self.split_cum if basis == "splits" else self.all_cum
+            n = self.keys.size
+            group = self.keys >> _DAY_BITS
+            # a key's own factor: its cumulative product over the next key's, if that key
+            # is of the same series (the cumulative arrays end with a 1.0)
+            same_next = np.zeros(n, dtype=bool)
+            same_next[:-1] = group[1:] == group[:-1]
+            own = cum[:n] / np.where(same_next, cum[1 : n + 1], 1.0)
+            order = np.argsort(self.keys & ((1 << _DAY_BITS) - 1), kind="stable")
+            starts = np.flatnonzero(np.concatenate([[True], group[1:] != group[:-1]]))
+            lowest = np.ones(len(self.series) + 1, dtype=np.float64)
+            lowest[group[starts]] = np.multiply.reduceat(np.minimum(own, 1.0), starts)
+            cached = _Dated(
+                (self.keys & ((1 << _DAY_BITS) - 1))[order], group[order], own[order], lowest
+            )
+            self._dated[basis] = cached
+        return cached
+
+    def window_ratio(
+        self, ids: IntArray, after: int, through: int, basis: Basis
+    ) -> tuple[FloatArray, FloatArray]:
+        """For series `ids` (-1: none): the product of their factors under `basis` over the
+        actions with `after` < ex day <= `through` (day numbers), which is a bar's factor on
+        day `after` over its factor on day `through`; and a lower bound of every factor any
+        of their bars can have. Both approximate (a few ulps): for ranking a cross-section
+        before computing the exact factors of its few leading rows (`factors`)."""
+        ones = np.ones(ids.size, dtype=np.float64)
+        if basis == "none" or self.empty or ids.size == 0:
+            return ones, ones
+        dated = self._dated_of(basis)
+        lowest = dated.lowest[ids]
+        a = int(dated.days.searchsorted(after, side="right"))
+        b = int(dated.days.searchsorted(through, side="right"))
+        if b <= a:
+            return ones, lowest
+        product = np.ones(len(self.series) + 1, dtype=np.float64)
+        np.multiply.at(product, dated.sids[a:b], dated.own[a:b])
+        return product[ids], lowest
 
     def factor_at(
         self, sid: int, day: int, basis: Basis, as_of: dt.date | None = None

@@ -1132,6 +1132,65 @@ class EodStore:
         self._codes_of[id(series)] = (series, codes, names)
         return codes, names
 
+    def _lead_adjusted(
+        self,
+        form: ServingForm,
+        sids: npt.NDArray[np.int64],
+        sc: npt.NDArray[np.float64],
+        ec: npt.NDArray[np.float64],
+        start_days: npt.NDArray[np.int64],
+        distinct_starts: list[int],
+        end_day: int,
+        adjust: Adjust,
+        order: MoversOrder,
+        limit: int,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Movers' rows that can rank in the first `limit` once adjusted, with their
+        adjusted start and end closes, the same numbers as adjusting every row.
+
+        An adjusted change is the as-traded one over the product of the window's action
+        factors (few actions: `Adjustment.window_ratio`), up to the rounding of the two
+        adjusted closes to DECIMALS. That rounding moves a percent change by at most
+        `slack` (from a lower bound of each series' factors), so only rows within it of
+        the `limit`-th best, or of zero, are adjusted exactly and ranked by the caller: a
+        cross-section costs a few window actions, not a factor search per row."""
+        adjustment = self.adjustment()
+        form_ids = self._form_ids(form, adjustment)
+        aids = form_ids[sids] if form_ids.size else np.full(sids.size, -1, np.int64)
+        through = end_day if adjust.as_of is None else min(end_day, day_number(adjust.as_of))
+        if len(distinct_starts) == 1:  # one exchange's calendar: one window
+            ratio, lowest = adjustment.window_ratio(aids, distinct_starts[0], through, adjust.basis)
+        else:
+            ratio, lowest = np.ones(sids.size), np.ones(sids.size)
+            for start in distinct_starts:
+                rows = np.flatnonzero(start_days == start)
+                ratio[rows], lowest[rows] = adjustment.window_ratio(
+                    aids[rows], start, through, adjust.basis
+                )
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            pct = ec / (sc * ratio)
+            # |adjusted - estimate| <= slack: each close rounds by at most 0.5e-10, and is
+            # at least its as-traded value times `lowest`; 1e-11 covers the estimate's ulps
+            slack = (1e-11 + 1e-10 / (ec * lowest) + 1e-10 / (sc * lowest)) * pct * 100.0
+            pct -= 1.0
+            pct *= 100.0
+        key = -pct if order == "gainers" else pct  # smaller ranks first, below zero qualifies
+        maybe = ~(key - slack >= 0)  # NaN: kept, adjusted exactly
+        sure = key + slack < 0
+        if int(np.count_nonzero(sure)) >= limit:
+            worst = np.partition((key + slack)[sure], limit - 1)[limit - 1]
+            maybe &= ~(key - slack > worst)
+        rows = np.flatnonzero(maybe)
+        n = rows.size
+        f, _ = adjustment.factors(
+            np.concatenate([aids[rows], aids[rows]]),
+            np.concatenate([start_days[rows], np.full(n, end_day, np.int64)]),
+            adjust.basis,
+            adjust.as_of,
+        )
+        closes = lake.apply_prices(np.concatenate([sc[rows], ec[rows]]), f)
+        return sids[rows], closes[:n], closes[n:]
+
     def movers(
         self,
         day: dt.date,
@@ -1163,7 +1222,15 @@ class EodStore:
         if not starts:
             self._timed("movers", "serving" if form is not None else "duckdb", t0)
             return []
-        got, engine = self._closes_on(sorted({day, *starts.values()}), exchange, version, adjust)
+        # the serving form ranks as-traded closes over the window's actions first, and
+        # adjusts the few rows that can lead exactly (`_lead_adjusted`)
+        adjust_later = form is not None and adjust.adjusted
+        got, engine = self._closes_on(
+            sorted({day, *starts.values()}),
+            exchange,
+            version,
+            Adjust("none") if adjust_later else adjust,
+        )
         # the start session of each series (its exchange's), -1 if none
         codes, mic_names = self._exchange_codes(got.series)
         start_of_code = np.asarray(
@@ -1176,6 +1243,19 @@ class EodStore:
         both, ie, is_ = np.intersect1d(end_ids, start_ids, assume_unique=True, return_indices=True)
         ec = got.closes[at_end][ie]
         sc = got.closes[at_start][is_]
+        if adjust_later and form is not None and engine == "serving":
+            both, sc, ec = self._lead_adjusted(
+                form,
+                both,
+                sc,
+                ec,
+                start_day[both],
+                sorted({day_number(s) for s in starts.values()}),
+                day_number(day),
+                adjust,
+                order,
+                limit,
+            )
         pct = (ec / sc - 1.0) * 100.0
         pick = np.flatnonzero(pct > 0) if order == "gainers" else np.flatnonzero(pct < 0)
         key = -pct[pick] if order == "gainers" else pct[pick]

@@ -30,7 +30,7 @@ import lake
 from query_api import create_app
 from query_api._hardening import SecuritySettings
 from query_api._serving import ServingForm
-from tests.integration.query_api.conftest import api_settings, make_app
+from tests.integration.query_api.conftest import api_settings, bars_table, make_app
 
 SAMPLE_REQUESTS = [
     "/v1/eod/MSFT?date=2008-10-10",
@@ -352,3 +352,94 @@ def test_without_a_form_duckdb_answers_and_a_new_version_is_never_stale(
         fresh = c.get("/v1/eod/NEW", params={"date": "2024-07-02"})
         assert (fresh.status_code, fresh.json()["lake_version"]) == (200, 2)
         assert [b["ticker"] for b in fresh.json()["data"]] == ["NEW"]
+
+
+@pytest.fixture(scope="module")
+def tie_lake(tmp_path_factory: pytest.TempPathFactory) -> lake.LakeSettings:
+    """Movers that tie or nearly tie once adjusted, where ranking by an estimate and
+    adjusting only the leaders (the serving form's way) could differ from adjusting every
+    row (DuckDB's): the same +10% at 10 and at 20 with the same dividend factor inside the
+    window, sub-cent prices the 10-decimal rounding moves, flat closes a dividend turns into
+    a gain, a split and a reverse split that adjust to flat, on two exchanges."""
+    settings = lake.LakeSettings(lake_uri=str(tmp_path_factory.mktemp("ties") / "lake"))
+    days = [
+        dt.date(2024, 3, 1) + dt.timedelta(days=i)
+        for i in range(40)
+        if (dt.date(2024, 3, 1) + dt.timedelta(days=i)).weekday() < 5
+        and dt.date(2024, 3, 1) + dt.timedelta(days=i) != dt.date(2024, 3, 29)  # Good Friday
+    ]
+    jump = days[10]  # closes move on this session; the dividends go ex on it too
+
+    def rows(before: float, after: float) -> list[dict[str, object]]:
+        return [
+            {"date": d, **dict.fromkeys(("open", "high", "low", "close"), c), "volume": 100}
+            for d in days
+            for c in [before if d < jump else after]
+        ]
+
+    spec: dict[str, tuple[str, float, float, str | None, float | None]] = {}
+    for i in range(5):
+        spec[f"TEN{i}"] = ("XNAS", 10.0, 11.0, "dividend", 0.1)  # factor 0.99
+        spec[f"TWO{i}"] = ("XNAS", 20.0, 22.0, "dividend", 0.2)  # factor 0.99
+        spec[f"PEN{i}"] = ("XNAS", 0.0003 + i * 1e-7, 0.0004, "dividend", 0.000003)
+        spec[f"FLT{i}"] = ("XNYS", 50.0, 50.0, "dividend", 0.5 + i * 0.01)
+        spec[f"NIL{i}"] = ("XNYS", 30.0, 30.0, None, None)
+    # the estimate ranks PENA first (+100.0000933%), but its adjusted start rounds to
+    # 0.0002999999, and exactly it gains 100.0000667%, behind MIDB's 100.00008%
+    spec["PENA"] = ("XNAS", 0.0003, 0.0006, "dividend", 1.4e-10)
+    spec["MIDB"] = ("XNAS", 3.0, 6.0000024, None, None)
+    spec["SPL"] = ("XNYS", 100.0, 50.0, "split", 2.0)
+    spec["REV"] = ("XNAS", 1.0, 10.0, "split", 0.1)
+    bars = pa.concat_tables(
+        [bars_table(t, rows(b, a), mic=mic) for t, (mic, b, a, _, _) in spec.items()]
+    )
+    lake.write_bars(settings, bars, job_id="ties-1", today=dt.date(2024, 5, 1))
+    acts = [(t, mic, kind, x) for t, (mic, _, _, kind, x) in spec.items() if kind]
+    actions = pa.table(
+        {
+            "ticker": [t for t, *_ in acts],
+            "exchange_mic": [mic for _, mic, *_ in acts],
+            "ex_date": pa.array([jump] * len(acts), pa.date32()),
+            "kind": [kind for *_, kind, _ in acts],
+            "ratio": [x if kind == "split" else None for *_, kind, x in acts],
+            "amount": [x if kind == "dividend" else None for *_, kind, x in acts],
+            "currency": [None if kind == "split" else "USD" for *_, kind, _ in acts],
+            "source": ["test"] * len(acts),
+        }
+    )
+    assert lake.write_actions(settings, actions, job_id="ties-actions") == (len(acts), 0)
+    return settings
+
+
+TIE_REQUESTS = [
+    f"/v1/movers?date={d}&days={n}&order={o}&limit={k}&adjust={b}{x}"
+    for d in ("2024-03-15", "2024-03-14", "2024-04-02")
+    for n in (1, 5)
+    for o in ("gainers", "losers")
+    for k in (1, 3, 6, 100)
+    for b in ("splits", "all")
+    for x in ("", "&exchange=XNAS", "&adjust_as_of=2024-03-14", "&adjust_as_of=2024-03-15")
+]
+
+
+def test_adjusted_movers_rank_ties_as_adjusting_every_row_does(
+    tie_lake: lake.LakeSettings, seeded: Engine
+) -> None:
+    _same_bytes(tie_lake, seeded, TIE_REQUESTS)
+    with TestClient(make_app(tie_lake, engine=seeded)) as client:
+        got = client.get("/v1/movers?date=2024-03-15&days=1&limit=100&adjust=all").json()["data"]
+        by = {r["ticker"]: r for r in got}
+        # a flat close after a 0.50 dividend on 50: the start adjusts to 50 * 0.99 = 49.5
+        assert (by["FLT0"]["start_close"], by["FLT0"]["pct_change"]) == (49.5, 1.010101)
+        # +10% as traded, +11.111111% once the 0.99 dividend factor adjusts the start
+        assert {by[f"{p}{i}"]["pct_change"] for p in ("TEN", "TWO") for i in range(5)} == {
+            11.111111
+        }
+        # splits adjust to flat, and flat is neither a gain nor a loss; NIL never moved
+        assert not {"SPL", "REV", "NIL0"} & set(by)
+        lead = client.get("/v1/movers?date=2024-03-15&days=1&limit=1&adjust=all").json()
+        assert [(r["ticker"], r["pct_change"]) for r in lead["data"]] == [("MIDB", 100.00008)]
+        assert (by["PENA"]["start_close"], by["PENA"]["pct_change"]) == (0.0002999999, 100.000067)
+        # ties rank by ticker
+        tied = [r["ticker"] for r in got if r["ticker"][:3] in ("TEN", "TWO")]
+        assert tied == sorted(tied)
