@@ -1231,6 +1231,11 @@ class EodStore:
             version,
             Adjust("none") if adjust_later else adjust,
         )
+        if adjust_later and engine != "serving":  # the form went between the two reads
+            adjust_later = False
+            got, engine = self._closes_on(
+                sorted({day, *starts.values()}), exchange, version, adjust
+            )
         # the start session of each series (its exchange's), -1 if none
         codes, mic_names = self._exchange_codes(got.series)
         start_of_code = np.asarray(
@@ -1243,7 +1248,7 @@ class EodStore:
         both, ie, is_ = np.intersect1d(end_ids, start_ids, assume_unique=True, return_indices=True)
         ec = got.closes[at_end][ie]
         sc = got.closes[at_start][is_]
-        if adjust_later and form is not None and engine == "serving":
+        if adjust_later and form is not None:
             both, sc, ec = self._lead_adjusted(
                 form,
                 both,
