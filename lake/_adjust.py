@@ -192,13 +192,12 @@ class Adjustment:
             same_next = np.zeros(n, dtype=bool)
             same_next[:-1] = group[1:] == group[:-1]
             own = cum[:n] / np.where(same_next, cum[1 : n + 1], 1.0)
-            order = np.argsort(self.keys & ((1 << _DAY_BITS) - 1), kind="stable")
+            days = self.keys & ((1 << _DAY_BITS) - 1)
+            order = np.argsort(days, kind="stable")
             starts = np.flatnonzero(np.concatenate([[True], group[1:] != group[:-1]]))
             lowest = np.ones(len(self.series) + 1, dtype=np.float64)
             lowest[group[starts]] = np.multiply.reduceat(np.minimum(own, 1.0), starts)
-            cached = _Dated(
-                (self.keys & ((1 << _DAY_BITS) - 1))[order], group[order], own[order], lowest
-            )
+            cached = _Dated(days[order], group[order], own[order], lowest)
             self._dated[basis] = cached
         return cached
 

@@ -1044,10 +1044,15 @@ class EodStore:
     # -- movers ----------------------------------------------------------------------------
 
     def _closes_on(
-        self, dates: list[dt.date], exchange: str | None, version: int | None, adjust: Adjust
+        self,
+        dates: list[dt.date],
+        exchange: str | None,
+        version: int | None,
+        adjust: Adjust,
+        form: ServingForm | None,
     ) -> tuple[_Closes, str]:
-        """Every series' close on each of `dates`, from either engine."""
-        form = self.index_for(version)
+        """Every series' close on each of `dates`: from `form` (the caller's
+        `index_for(version)`), or DuckDB when there is none."""
         if form is not None:
             pos = np.concatenate(
                 [form.on_date(d, exchange) for d in dates] or [np.empty(0, np.int64)]
@@ -1230,12 +1235,8 @@ class EodStore:
             exchange,
             version,
             Adjust("none") if adjust_later else adjust,
+            form,
         )
-        if adjust_later and engine != "serving":  # the form went between the two reads
-            adjust_later = False
-            got, engine = self._closes_on(
-                sorted({day, *starts.values()}), exchange, version, adjust
-            )
         # the start session of each series (its exchange's), -1 if none
         codes, mic_names = self._exchange_codes(got.series)
         start_of_code = np.asarray(
